@@ -402,7 +402,7 @@ pub fn authenticate_with(
                 if let Ok(true) = enrolment.and_then(|e| {
                     verify::grace_applies(&state, &ctx.policy, e, ctx.origin, ctx.rhost_ip, now)
                 }) {
-                    return ctx.grace_forward(io, &who);
+                    return ctx.grace_forward(io, &who, raw_user.as_deref());
                 }
             }
             Err(e) => io.log(
@@ -467,6 +467,16 @@ pub fn authenticate_with(
             return no_answer.map(|_| Outcome::Deny(Denial::NoAnswer));
         }
     };
+    // The conversation may have set PAM_USER (libpam lets it): a success now would
+    // leave the later modules (account, session) acting for a user whose code was never
+    // checked. Nothing is compared nor charged for this answer.
+    if ctx.user_changed(io, raw_user.as_deref()) {
+        if let Some(carried) = carried {
+            let denial = carried.map_or(Denial::WrongCode, refusal_denial);
+            ctx.log_end(io, &who, denial.log_text());
+        }
+        return Ok(ctx.denied(io, &who, Denial::UserChanged));
+    }
     let cands = candidates(&answer, digits, ctx.opts.forward_pass);
     match carried {
         // Refused unevaluated by the tentative check: the prompt hid nothing, deny the same.
@@ -887,7 +897,12 @@ impl Ctx {
             };
             return Ok(match crate::fleet::secret_from_command(&self.opts, pw) {
                 // No file to write (nor to lock).
-                Ok(Some(CommandSecret::File(f))) => PreRead::Present(f, false),
+                Ok(Some(CommandSecret::File(f))) => {
+                    match self.without_mode_line(io, &f, "the secret command's file") {
+                        Some(why) => PreRead::Unusable(why),
+                        None => PreRead::Present(f, false),
+                    }
+                }
                 Ok(Some(CommandSecret::NotEnrolled)) => PreRead::Absent(None),
                 Ok(None) => PreRead::Unusable("no secret command configured".into()),
                 Err(why) => PreRead::Unusable(format!("secret command: {why}")),
@@ -903,6 +918,10 @@ impl Ctx {
             Ok(opened) => {
                 return Ok(match GaFile::parse(&opened.contents) {
                     Ok(f) => {
+                        let shown = format!("secret file {}", self.shown(target));
+                        if let Some(why) = self.without_mode_line(io, &f, &shown) {
+                            return Ok(PreRead::Unusable(why));
+                        }
                         let keep = self.keeps_ga_lines(io, target, &f, &opened.file);
                         PreRead::Present(f, keep)
                     }
@@ -952,6 +971,20 @@ impl Ctx {
                 self.shown(target)
             )),
         })
+    }
+
+    /// A file without a mode line GA or this module recognises (`"  TOTP_AUTH`, a key in
+    /// lower case): with no scratch code nothing can ever match, so the login is denied
+    /// as the file's fault (the reason returned) rather than read as a wrong code; with
+    /// scratch codes only they log in, which a warning says.
+    fn without_mode_line(&self, io: &dyn PamIo, file: &GaFile, shown: &str) -> Option<String> {
+        match totp_os::inspect::no_mode_line(file)? {
+            (totp_os::inspect::Verdict::Refused, why) => Some(format!("{shown} {why}")),
+            (_, why) => {
+                io.log(Level::Warning, &format!("{shown} {why}"));
+                None
+            }
+        }
     }
 
     /// Whether this login keeps GA's `DISALLOW_REUSE` and `RATE_LIMIT` lines of `file`
@@ -1023,11 +1056,37 @@ impl Ctx {
         sanitize(target.path.as_os_str().as_encoded_bytes())
     }
 
+    /// Whether `PAM_USER` differs from what it was before the prompt (`before`, as
+    /// libpam gave it), logged with both names.
+    fn user_changed(&self, io: &dyn PamIo, before: Option<&[u8]>) -> bool {
+        let now = io.item(ItemKind::User);
+        if now.as_deref() == before {
+            return false;
+        }
+        let name = |n: Option<&[u8]>| n.map_or_else(|| "(unset)".to_owned(), sanitize);
+        io.log(
+            Level::Err,
+            &format!(
+                "PAM_USER changed from {} to {} during the prompt from {} (the \
+                 application's conversation set it); denying without comparing the answer",
+                name(before),
+                name(now.as_deref()),
+                self.from
+            ),
+        );
+        true
+    }
+
     /// Inside a grace period: success without a code, logged only once it is one. With
     /// `forward_pass` the next module still needs the password, so ask for it unless
     /// PAM already has one; without it the login is denied, and the log must not have
     /// called it accepted.
-    fn grace_forward(&self, io: &mut dyn PamIo, who: &str) -> Result<Outcome, AuthError> {
+    fn grace_forward(
+        &self,
+        io: &mut dyn PamIo,
+        who: &str,
+        raw_user: Option<&[u8]>,
+    ) -> Result<Outcome, AuthError> {
         // `use_first_pass` never prompts (pam_totp(8)): without a PAM_AUTHTOK the grace
         // login stores nothing, as a skip does, and the next module decides.
         let asks = self.opts.forward_pass
@@ -1038,6 +1097,9 @@ impl Ctx {
             };
         if asks {
             match io.converse(Style::PromptEchoOff, PROMPT_PASSWORD) {
+                Ok(Some(_)) if self.user_changed(io, raw_user) => {
+                    return Ok(self.denied(io, who, Denial::UserChanged));
+                }
                 Ok(Some(pw)) => {
                     if io.set_authtok(&pw).is_err() {
                         io.log(Level::Err, "could not forward the password (PAM_AUTHTOK)");

@@ -48,6 +48,9 @@ pub enum Denial {
     /// A right scratch code, refused because the enrolment's record already holds as
     /// many used scratch codes as it keeps and the file still lists them all.
     ScratchRecordFull,
+    /// `PAM_USER` named another account once the conversation had answered (the
+    /// application's conversation function set it): nothing was compared.
+    UserChanged,
 }
 
 impl Denial {
@@ -84,6 +87,7 @@ impl Denial {
             Denial::UnknownUser => "code not verified (unknown user)",
             Denial::NameService => "code not verified (name service error)",
             Denial::InvalidUserName => "code not verified (invalid user name)",
+            Denial::UserChanged => "code not verified (PAM_USER changed during the prompt)",
             Denial::NoAnswer => "no code given",
         }
     }

@@ -196,6 +196,23 @@ impl<'a> GroupFacts<'a> {
             },
             |gid| match self.sys.gid_names(gid) {
                 Ok(names) => Some(names),
+                // Not a source that failed to answer (ENOSYS would read as one): one
+                // whose module has getgrnam_r but no getgrgid_r, so it can hold a group
+                // of this name yet cannot say which names it gives the user's gids.
+                Err(NssError::SourceFailed {
+                    service: Some(service),
+                    errno: libc::ENOSYS,
+                }) => {
+                    self.note(format!(
+                        "group id {gid} of {who}: the name service source {} \
+                         (nsswitch.conf) cannot look groups up by id (its module has no \
+                         getgrgid_r), so it cannot show that this id is not another group \
+                         called {shown}: a non-membership cannot be proven while it is \
+                         listed, and the code is required",
+                        sanitize(service.as_bytes())
+                    ));
+                    None
+                }
                 Err(e) => {
                     self.note(format!(
                         "group id {gid} of {who} asked of each name service source (is it \

@@ -211,6 +211,9 @@ impl PamIo for FakePam {
         match kind {
             ItemKind::Service => Some(b"faults".to_vec()),
             ItemKind::RHost => Some(b"192.0.2.7".to_vec()),
+            // What `user()` gave: libpam's PAM_USER (the flow reads it again after the
+            // prompt).
+            ItemKind::User => Some(NAME.as_bytes().to_vec()),
             _ => None,
         }
     }

@@ -112,6 +112,11 @@ impl Conversation for Scripted {
 pub(crate) struct ConvState {
     pub(crate) conversation: Box<dyn Conversation>,
     pub(crate) transcript: Vec<Message>,
+    /// The transaction's handle, once `pam_start` gave it (for `user_at_prompt`).
+    pub(crate) handle: *mut sys::PamHandle,
+    /// Set as `PAM_USER` by the conversation itself at the next prompt, before it
+    /// answers: what libpam lets an application's conversation function do.
+    pub(crate) user_at_prompt: Option<CString>,
 }
 
 /// An open PAM transaction. `pam_end` runs on drop.
@@ -177,6 +182,8 @@ impl Transaction {
         let mut state = Box::new(ConvState {
             conversation,
             transcript: Vec::new(),
+            handle: ptr::null_mut(),
+            user_at_prompt: None,
         });
         let conv = Box::new(sys::PamConv {
             conv: if with_function {
@@ -197,6 +204,7 @@ impl Transaction {
         if rc != codes::SUCCESS || handle.is_null() {
             return Err(StartError(rc));
         }
+        state.handle = handle;
         Ok(Transaction {
             handle,
             state,
@@ -211,6 +219,16 @@ impl Transaction {
             return codes::BAD_ITEM;
         };
         sys::set_item(self.handle, item.raw(), &value)
+    }
+
+    /// Has the conversation function itself set `PAM_USER` to `name` at the next
+    /// prompt, before answering it (libpam allows it during a module's call).
+    pub fn set_user_at_next_prompt(&mut self, name: &[u8]) -> i32 {
+        let Ok(name) = CString::new(name) else {
+            return codes::BAD_ITEM;
+        };
+        self.state.user_at_prompt = Some(name);
+        codes::SUCCESS
     }
 
     /// Runs `pam_authenticate` with the given flags.

@@ -319,6 +319,17 @@ unsafe fn converse(
             style: m.msg_style,
             text,
         };
+        let prompt = message.style == crate::style::PROMPT_ECHO_OFF
+            || message.style == crate::style::PROMPT_ECHO_ON;
+        if prompt
+            && !state.handle.is_null()
+            && let Some(name) = state.user_at_prompt.take()
+        {
+            // PAM_USER is item 2 (<security/_pam_types.h>).
+            if set_item(state.handle, 2, &name) != codes::SUCCESS {
+                return codes::CONV_ERR;
+            }
+        }
         let reply = state.conversation.reply(&message);
         state.transcript.push(message);
         match reply {

@@ -90,13 +90,65 @@ fn a_state_directory_that_does_not_exist_is_an_error() {
         String::from_utf8_lossy(&out.stderr).contains("no state directory"),
         "{out:?}"
     );
-    // Control: an existing, empty directory lists nothing and succeeds.
+    // Control: an existing, empty directory the module would accept (not below the
+    // sticky, world-writable /tmp) lists nothing and succeeds.
+    let trusted = system_tests::fleet::trusted_dir("sd-empty");
     let out = Command::new(&built().state_tool)
         .args(["show", "--state-dir"])
-        .arg(dir.path())
+        .arg(trusted.path())
         .output()
         .expect("totp-state");
     assert!(out.status.success(), "{out:?}");
+}
+
+/// `totp-state show` without `--user` listed the store's directory by a path that
+/// follows symlinks, while reading, resetting and the module walk to it following none:
+/// a symlinked store path was listed (and each record then failed to read, or an empty
+/// target read as "nothing recorded"). It is now listed through the store's own walk and
+/// refused as `show --user` refuses it, naming the symlink. Controls: `show --user` on
+/// the same path is refused the same way, and the real directory lists the user.
+#[test]
+fn a_symlinked_state_directory_is_refused_by_the_listing_too() {
+    if !require_root("a_symlinked_state_directory_is_refused_by_the_listing_too") {
+        return;
+    }
+    let (stack, u) = recorded("sy");
+    let base = system_tests::fleet::trusted_dir("sy-link");
+    let link = base.path().join("state");
+    std::os::unix::fs::symlink(stack.state_dir(), &link).expect("symlink");
+    let show = |extra: &[&str]| {
+        Command::new(&built().state_tool)
+            .arg("show")
+            .args(extra)
+            .arg("--state-dir")
+            .arg(&link)
+            .output()
+            .expect("totp-state")
+    };
+    let refused = "component \"state\" is a symlink; not followed";
+    let out = show(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(stderr.contains(refused), "{stderr}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(&u.name),
+        "{out:?}"
+    );
+    // Control: the read every other command makes is refused alike (the record shown
+    // as unusable).
+    let out = show(&["--user", &u.name]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(refused),
+        "{out:?}"
+    );
+    // Control: the real directory lists the user.
+    let out = stack.state_tool(&["show"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&u.name),
+        "{out:?}"
+    );
 }
 
 #[test]

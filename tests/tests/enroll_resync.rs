@@ -709,3 +709,55 @@ fn new_scratch_codes_near_the_cap_leave_room_for_ga_s_next_login() {
         assert!(len <= cap, "{len}");
     }
 }
+
+/// `--regenerate-scratch-codes -e N` on a file with no room for N more code lines said
+/// "file is larger than 65536 bytes" of a file within the cap: it now says there is no
+/// room for the N codes (the cap named), and leaves the file untouched. Control: with
+/// room for them and for GA's next login, the codes are written.
+#[test]
+fn regenerated_scratch_codes_without_room_are_refused_with_the_cause() {
+    if !ready("regenerated_scratch_codes_without_room_are_refused_with_the_cause") {
+        return;
+    }
+    let cap = totp_core::gafile::MAX_FILE_LEN;
+    let lines = 5 * "12345678\n".len();
+    let secret = random_secret_b32();
+    let user = TestUser::create("rgz");
+    let regenerate = || {
+        enroll_at(
+            T0,
+            &[
+                "--regenerate-scratch-codes",
+                "-q",
+                "-e",
+                "5",
+                "--user",
+                &user.name,
+            ],
+            None,
+        )
+    };
+    let path = user.write_secret(&padded_file(&secret, cap - lines + 1), 0o600);
+    let before = read(&path);
+    let out = regenerate();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("has no room for 5 scratch codes") && !stderr.contains("is larger than"),
+        "{stderr}"
+    );
+    assert_eq!(read(&path), before, "file untouched");
+
+    // Control: room for them and for GA's next login.
+    let reserve = totp_core::resync::GA_LOGIN_RESERVE;
+    let path = user.write_secret(&padded_file(&secret, cap - reserve - lines), 0o600);
+    let out = regenerate();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let file = read(&path);
+    assert_eq!(file.len(), cap - reserve);
+    let codes = file
+        .lines()
+        .filter(|l| l.len() == 8 && l.bytes().all(|b| b.is_ascii_digit()))
+        .count();
+    assert_eq!(codes, 5, "{}", &file[file.len() - 60..]);
+}

@@ -9,8 +9,8 @@ use std::thread;
 
 use system_tests::pamapp::{Item, Reply, Scripted, Transaction};
 use system_tests::{
-    Drive, Driver, SECRET_160, Stack, TestUser, code_at, now, now_ms, read, require_root, stored,
-    stored_last_step,
+    Drive, Driver, SECRET_160, Stack, TestUser, capture_syslog, code_at, now, now_ms, read,
+    require_root, stored, stored_last_step,
 };
 
 #[test]
@@ -336,4 +336,114 @@ fn each_pam_end_unloads_the_module_and_leaves_nothing_behind() {
             "{stdout}"
         );
     }
+}
+
+/// An application's conversation function may set `PAM_USER` while the module's prompt
+/// is out (libpam allows it). A success then would leave the account and session
+/// modules acting for an account whose code was never checked: the module reads
+/// `PAM_USER` again once answered and denies when it changed, with a line naming both,
+/// without comparing the answer (no `invalid verification code` line, nothing charged
+/// or recorded for either account). Controls: the same right code, at the same time,
+/// with the conversation setting `PAM_USER` to the name it already held, logs in (it was
+/// not used up by the refused attempt), and a plain login does not log the line.
+#[test]
+fn pam_user_changed_by_the_conversation_during_the_prompt_is_denied() {
+    if !require_root("pam_user_changed_by_the_conversation_during_the_prompt_is_denied") {
+        return;
+    }
+    let (alice, secret) = TestUser::enrolled("pc");
+    let (bob, _) = TestUser::enrolled("pd");
+    let stack = Stack::with_module("svc", "");
+    let t = now();
+    let code = code_at(&secret, t);
+    // Records exist for both before the attempt, so "untouched" is a comparison.
+    let before = |u: &TestUser| {
+        let d = Driver::login(&stack, u, "000000").at(t - 3600).run();
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+        stored(&stack, u.uid)
+    };
+    let (alice_before, bob_before) = (before(&alice), before(&bob));
+
+    let switched = Driver::login(&stack, &alice, &code)
+        .arg("--set-user-at-prompt", &bob.name)
+        .at(t);
+    let (d, logs) = capture_syslog(&switched);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?} {logs:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+    let named = format!("PAM_USER changed from {} to {}", alice.name, bob.name);
+    assert!(logs.iter().any(|l| l.contains(&named)), "{logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains(&format!(
+            "code not verified (PAM_USER changed during the prompt) for {}",
+            alice.name
+        ))),
+        "{logs:?}"
+    );
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.contains("invalid verification code") || l.contains("accepted")),
+        "{logs:?}"
+    );
+    assert_eq!(stored(&stack, alice.uid), alice_before);
+    assert_eq!(stored(&stack, bob.uid), bob_before);
+
+    // Control: PAM_USER set again to the name it held is no change.
+    let same = Driver::login(&stack, &alice, &code)
+        .arg("--set-user-at-prompt", &alice.name)
+        .at(t);
+    let (d, logs) = capture_syslog(&same);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?} {logs:?}");
+    assert!(
+        !logs.iter().any(|l| l.contains("PAM_USER changed")),
+        "{logs:?}"
+    );
+    // Control: a plain login.
+    let (d, logs) =
+        capture_syslog(&Driver::login(&stack, &alice, &code_at(&secret, t + 60)).at(t + 60));
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?} {logs:?}");
+    assert!(
+        !logs.iter().any(|l| l.contains("PAM_USER changed")),
+        "{logs:?}"
+    );
+}
+
+/// The same inside a grace period with `forward_pass`: the password prompt is the
+/// conversation that may set `PAM_USER`, and a grace success then would let another
+/// account in without a code. Control: the same grace login, `PAM_USER` untouched.
+#[test]
+fn pam_user_changed_at_the_grace_periods_password_prompt_is_denied() {
+    if !require_root("pam_user_changed_at_the_grace_periods_password_prompt_is_denied") {
+        return;
+    }
+    let (alice, secret) = TestUser::enrolled("pg");
+    let bob = TestUser::create("ph");
+    let stack = Stack::with_module("svc", "forward_pass grace_period=3600");
+    let host = "192.0.2.95";
+    let t = now();
+    let first = Driver::login(&stack, &alice, &format!("pw{}", code_at(&secret, t)))
+        .rhost(host)
+        .at(t)
+        .run();
+    assert_eq!(first.module_code(), "PAM_SUCCESS", "{first:?}");
+    let switched = Driver::login(&stack, &alice, "pw")
+        .arg("--set-user-at-prompt", &bob.name)
+        .rhost(host)
+        .at(t + 100);
+    let (d, logs) = capture_syslog(&switched);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?} {logs:?}");
+    assert_eq!(d.prompt_list(), [(1, "Password: ".to_string())]);
+    let named = format!("PAM_USER changed from {} to {}", alice.name, bob.name);
+    assert!(logs.iter().any(|l| l.contains(&named)), "{logs:?}");
+    assert!(
+        !logs.iter().any(|l| l.contains("within the grace period")),
+        "{logs:?}"
+    );
+    // Control: the grace login without the switch.
+    let (d, logs) = capture_syslog(&Driver::login(&stack, &alice, "pw").rhost(host).at(t + 200));
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?} {logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("within the grace period")),
+        "{logs:?}"
+    );
 }

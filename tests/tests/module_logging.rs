@@ -364,3 +364,75 @@ fn a_short_secret_is_warned_of_only_with_debug() {
         assert_eq!(warned(&lines), want, "[{args}] {secret}: {lines:#?}");
     }
 }
+
+/// A file with no mode line GA or the module recognises (`"  TOTP_AUTH`, a key in lower
+/// case) and no scratch code accepts nothing: the log said only `invalid verification
+/// code`, so the admin looked for a phone's clock, and fail2ban counted the user's own
+/// address. The module now says the file is the problem (its path and the mode line it
+/// lacks, never the secret) at `err`, and ends with `code not verified (secret file
+/// unusable)`, as totp-state audit refuses it. With scratch codes a `warning` says only
+/// they log in, and one still does. Control: the same secret with `" TOTP_AUTH` logs in
+/// with the same code.
+#[test]
+fn a_file_without_a_recognised_mode_line_is_logged_as_the_files_fault() {
+    if !require_root("a_file_without_a_recognised_mode_line_is_logged_as_the_files_fault") {
+        return;
+    }
+    let u = TestUser::create("nm");
+    let secret = random_secret_b32();
+    let stack = Stack::with_module("svc", "");
+    let t = now();
+    let file = u.secret_path().display().to_string();
+    let no_mode = format!("secret file {file} has no TOTP_AUTH or HOTP_COUNTER line");
+    let login = |body: &str, answer: &str, at: u64| {
+        u.write_secret(body, 0o600);
+        let (d, logs) = capture_syslog(&Driver::login(&stack, &u, answer).at(at));
+        for l in &logs {
+            assert!(!l.contains(&secret), "the secret is never logged: {l}");
+        }
+        (d, logs)
+    };
+    for (what, body) in [
+        ("two blanks", format!("{secret}\n\"  TOTP_AUTH\n")),
+        ("lower case", format!("{secret}\n\" totp_auth\n")),
+    ] {
+        let (d, logs) = login(&body, &code_at(&secret, t), t);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{what}: {d:?}");
+        assert!(
+            logs.iter().any(|l| l.starts_with("<83>")
+                && l.contains(&no_mode)
+                && l.contains("holds no scratch code: every login is denied")),
+            "{what}: {logs:#?}"
+        );
+        assert!(
+            logs.iter()
+                .any(|l| l.contains("code not verified (secret file unusable)")),
+            "{what}: {logs:#?}"
+        );
+        assert!(
+            !logs.iter().any(|l| l.contains("invalid verification code")),
+            "{what}: {logs:#?}"
+        );
+    }
+    // With a scratch code: a warning, and the scratch code logs in.
+    let (d, logs) = login(
+        &format!("{secret}\n\"  TOTP_AUTH\n48151623\n"),
+        "48151623",
+        t + 60,
+    );
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?} {logs:#?}");
+    assert!(
+        logs.iter().any(|l| l.starts_with("<84>")
+            && l.contains(&no_mode)
+            && l.contains("only its 1 scratch code logs in, once")),
+        "{logs:#?}"
+    );
+    // Control: the mode line as GA writes it.
+    let (d, logs) = login(
+        &format!("{secret}\n\" TOTP_AUTH\n"),
+        &code_at(&secret, t + 120),
+        t + 120,
+    );
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?} {logs:#?}");
+    assert!(!logs.iter().any(|l| l.contains(&no_mode)), "{logs:#?}");
+}

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use totp_core::code;
-use totp_core::gafile::{self, EnrollSettings, GaFile};
+use totp_core::gafile::{self, EnrollSettings, GaFile, GaFileError, MAX_FILE_LEN};
 use totp_core::ledger::OriginKey;
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::policy::Policy;
@@ -908,7 +908,24 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
         let mut file = GaFile::parse(contents)
             .map_err(|err| Error::failed(format!("\"{}\": {err}", target.path().display())))?;
         file.regenerate_scratch_codes(&codes)
-            .map_err(|err| Error::failed(format!("cannot replace the scratch codes: {err}")))?;
+            .map_err(|err| match err {
+                // The file is at most MAX_FILE_LEN bytes only after the new codes are in: it
+                // was within it before, so "larger than" would send the admin looking for
+                // a file that is not there.
+                GaFileError::TooLarge => Error::failed(format!(
+                    "cannot replace the scratch codes: \"{}\" has no room for {} {} (a secret \
+                 file holds at most {MAX_FILE_LEN} bytes); remove lines it does not need, \
+                 or ask for fewer with -e",
+                    target.path().display(),
+                    codes.len(),
+                    if codes.len() == 1 {
+                        "scratch code"
+                    } else {
+                        "scratch codes"
+                    },
+                )),
+                err => Error::failed(format!("cannot replace the scratch codes: {err}")),
+            })?;
         // GA checks the size only when it reads: a file its next login takes past the
         // cap is refused from then on, by GA and the module alike.
         let limit = contents

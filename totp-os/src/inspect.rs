@@ -147,6 +147,14 @@ fn usable(file: &GaFile, opts: &ModuleOptions, shown: &str) -> Finding {
 /// and one space before the key, in capitals), so the user is locked out once the
 /// scratch codes are gone (at once, without any): never "usable".
 fn scratch_only(file: &GaFile, shown: &str) -> Option<Finding> {
+    no_mode_line(file).map(|(verdict, why)| Finding::new(verdict, format!("{shown} {why}")))
+}
+
+/// [`Verdict::Refused`] or [`Verdict::Warning`] and why (the words after the file's
+/// name) for a file with no `TOTP_AUTH` or `HOTP_COUNTER` line, refused when it holds
+/// no scratch code either; `None` for a file with a mode line. The one wording of it for
+/// totp-state audit, totp-enroll check and the module's log.
+pub fn no_mode_line(file: &GaFile) -> Option<(Verdict, String)> {
     if !matches!(file.config().map(|c| c.mode), Ok(Mode::ScratchOnly)) {
         return None;
     }
@@ -155,14 +163,14 @@ fn scratch_only(file: &GaFile, shown: &str) -> Option<Finding> {
                capitals; GA does not recognise another spelling either), so no code from an \
                app or token is accepted";
     Some(match file.scratch_codes().len() {
-        0 => Finding::new(
+        0 => (
             Verdict::Refused,
-            format!("{shown} {why}, and it holds no scratch code: every login is denied"),
+            format!("{why}, and it holds no scratch code: every login is denied"),
         ),
-        n => Finding::new(
+        n => (
             Verdict::Warning,
             format!(
-                "{shown} {why}: only its {n} scratch {}, and then every login is denied",
+                "{why}: only its {n} scratch {}, and then every login is denied",
                 if n == 1 {
                     "code logs in, once"
                 } else {

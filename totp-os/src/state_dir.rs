@@ -304,6 +304,14 @@ fn read_all(file: &File) -> Result<Vec<u8>, StoreError> {
     Ok(buf)
 }
 
+/// Where [`StateDir::walk`] ended.
+enum Walked {
+    /// The store's directory.
+    Dir(OwnedFd),
+    /// A component is missing: the deepest directory reached.
+    Missing(OwnedFd),
+}
+
 impl StateDir {
     /// A store in `path` (absolute, no `..`), owned by the calling process's effective
     /// uid; `lock_timeout` bounds the wait for another login of the same user.
@@ -327,6 +335,15 @@ impl StateDir {
     /// Walks to the directory without following anything, creating what is missing
     /// when `create` (else `None` when a component is missing).
     fn open_dir(&self, create: bool) -> Result<Option<OwnedFd>, StoreError> {
+        Ok(match self.walk(create)? {
+            Walked::Dir(fd) => Some(fd),
+            Walked::Missing(_) => None,
+        })
+    }
+
+    /// [`StateDir::open_dir`], with the deepest directory the walk reached (and
+    /// checked) when a component is missing.
+    fn walk(&self, create: bool) -> Result<Walked, StoreError> {
         let shown = self.path.display().to_string();
         let bad = |m: String| StoreError::Refused(format!("state directory {shown}: {m}"));
         if !self.path.is_absolute() {
@@ -343,7 +360,7 @@ impl StateDir {
             .collect::<Result<_, _>>()
             .map_err(|()| bad("has a .. component".into()))?;
         if let Some(fd) = self.open_dir_fast(&comps) {
-            return Ok(Some(fd));
+            return Ok(Walked::Dir(fd));
         }
         let path_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let mut cur =
@@ -394,7 +411,7 @@ impl StateDir {
             }
             let fd = match opened {
                 Ok(fd) => fd,
-                Err(Errno::ENOENT) if !create => return Ok(None),
+                Err(Errno::ENOENT) if !create => return Ok(Walked::Missing(cur)),
                 Err(Errno::ENOTDIR | Errno::ELOOP) => return Err(not_followed(&cur)),
                 Err(e) => return Err(os_error(&format!("open {shown}"), e)),
             };
@@ -430,7 +447,7 @@ impl StateDir {
             cur = fd;
         }
         // An O_PATH descriptor names entries; `sync_dir` opens one that can be synced.
-        Ok(Some(cur))
+        Ok(Walked::Dir(cur))
     }
 
     /// Whether a login could record its attempt here, without writing anything: the
@@ -440,23 +457,12 @@ impl StateDir {
     /// module would create it, on its nearest existing ancestor. For `totp-state audit`.
     pub fn check_writable(&self) -> Result<(), StoreError> {
         let shown = self.path.display().to_string();
-        let flags = match self.open_dir(false)? {
-            Some(fd) => statvfs::fstatvfs(&fd),
-            None => {
-                let mut at = self.path.as_path();
-                loop {
-                    match statvfs::statvfs(at) {
-                        Err(Errno::ENOENT) => match at.parent() {
-                            Some(up) => at = up,
-                            None => break Err(Errno::ENOENT),
-                        },
-                        other => break other,
-                    }
-                }
-            }
-        }
-        .map_err(|e| os_error(&format!("statvfs {shown}"), e))?
-        .flags();
+        // The descriptor the walk checked, never the path again: a name resolved anew
+        // would follow a symlink put there since.
+        let (Walked::Dir(fd) | Walked::Missing(fd)) = self.walk(false)?;
+        let flags = statvfs::fstatvfs(&fd)
+            .map_err(|e| os_error(&format!("statvfs {shown}"), e))?
+            .flags();
         if flags.contains(FsFlags::ST_RDONLY) {
             return Err(StoreError::Refused(format!(
                 "state directory {shown}: on a read-only file system, so every login \
@@ -539,6 +545,28 @@ impl StateDir {
         let top = stat::fstatat(&fd, up.as_path(), AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
         let root = stat::stat("/").ok()?;
         (top.st_dev == root.st_dev && top.st_ino == root.st_ino).then_some(fd)
+    }
+
+    /// The uids with a record here, sorted, listed through the directory the walk
+    /// opened (no symlink followed, owner and mode checked, as every other use of the
+    /// store); none when the directory does not exist.
+    pub fn record_uids(&mut self) -> Result<Vec<Uid>, StoreError> {
+        let shown = self.path.display().to_string();
+        let Some(dir) = self.dir(false)? else {
+            return Ok(Vec::new());
+        };
+        let fd = crate::safefile::open_dir_readable(dir)
+            .map_err(|e| os_error(&format!("list {shown}"), e))?;
+        let mut listing =
+            nix::dir::Dir::from_fd(fd).map_err(|e| os_error(&format!("list {shown}"), e))?;
+        let mut uids = Vec::new();
+        for entry in listing.iter() {
+            let entry = entry.map_err(|e| os_error(&format!("list {shown}"), e))?;
+            let name = std::ffi::OsStr::from_bytes(entry.file_name().to_bytes());
+            uids.extend(record_uid(name));
+        }
+        uids.sort_unstable();
+        Ok(uids)
     }
 
     /// The open directory; `None` when it does not exist and `create` is false.

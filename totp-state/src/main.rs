@@ -19,7 +19,7 @@ use totp_core::options::ModuleOptions;
 use totp_core::state::{Missing, Reset, ResetHow, StateStore, Uid, UserState};
 use totp_core::user::UserName;
 use totp_os::remote::open_shared;
-use totp_os::state_dir::{DEFAULT_STATE_DIR, KEY_FILE, StateDir, effective_uid, record_uid};
+use totp_os::state_dir::{DEFAULT_STATE_DIR, KEY_FILE, StateDir, effective_uid};
 use totp_os::{nss, pam_stack};
 
 use crate::report::{LocalMarks, Report};
@@ -750,18 +750,11 @@ fn fleet_store(opts: &ModuleOptions) -> Result<Option<Box<dyn StateStore>>, Fata
     Ok(Some(Box::new(store)))
 }
 
-/// The uids that have a record in `dir`, sorted.
-fn list(dir: &PathBuf) -> Result<Vec<Uid>, Fatal> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        // Only the default directory gets here missing: nothing recorded yet.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Fatal(format!("cannot list {}: {e}", dir.display()))),
-    };
-    let mut uids: Vec<Uid> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| record_uid(&e.file_name()))
-        .collect();
-    uids.sort_unstable();
-    Ok(uids)
+/// The uids that have a record in `dir`, sorted, listed through the store's own walk
+/// (no symlink followed, owner and mode checked), so a store path every other command
+/// refuses is refused here too rather than listed. A missing directory holds none.
+fn list(dir: &Path) -> Result<Vec<Uid>, Fatal> {
+    StateDir::new(dir, Duration::from_secs(5))
+        .record_uids()
+        .map_err(|e| Fatal(format!("cannot list {}: {e}", dir.display())))
 }

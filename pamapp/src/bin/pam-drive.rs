@@ -28,6 +28,9 @@
 //! counting handler without SA_RESTART, so slow system calls fail with EINTR again and
 //! again (after each `pam_end`: `host-alarms <n>`).
 //!
+//! `--set-user-at-prompt NAME`: the conversation function itself sets `PAM_USER` to
+//! NAME at the first prompt, before answering it (an application's conversation may).
+//!
 //! `--host-fsuid UID`: run the PAM calls with this filesystem uid already set (the
 //! effective uid unchanged); after `pam_end`: `fsuid <n>`.
 //!
@@ -54,7 +57,7 @@ const USAGE: &str = "usage: pam-drive --service S [--user U] [--confdir DIR] [--
 [--conv-fail CODE] [--setcred] [--repeat N] [--start-at UNIX_MS] [--answer-gate PATH] \
 [--hold-after-end HEX] [--host-syslog IDENT] [--host-closelog-mid] \
 [--host-openlog-mid IDENT] [--host-sigchld ignore|reap|default] [--host-close-std LIST] [--host-block-signals] [--host-ignore-signals] \
-[--host-alarm-every MS] [--host-fsuid UID]";
+[--host-alarm-every MS] [--host-fsuid UID] [--set-user-at-prompt NAME]";
 
 #[derive(Default)]
 struct Args {
@@ -82,6 +85,7 @@ struct Args {
     host_ignore_signals: bool,
     host_alarm_ms: Option<u64>,
     host_fsuid: Option<u32>,
+    user_at_prompt: Option<String>,
 }
 
 /// `--answer-to`: a prompt whose text is one of these gets its answer, whatever the
@@ -155,6 +159,7 @@ fn parse() -> Result<Args, String> {
                 args.replies.push(Reply::Fail(code));
             }
             "--setcred" => args.setcred = true,
+            "--set-user-at-prompt" => args.user_at_prompt = Some(value()?),
             "--answer-gate" => args.answer_gate = Some(PathBuf::from(value()?)),
             "--hold-after-end" => args.hold_marker = Some(value()?),
             "--host-syslog" => args.host_ident = Some(ident(&value()?)?),
@@ -348,6 +353,9 @@ fn main() -> ExitCode {
         };
         for (item, value) in &args.items {
             tx.set_item(*item, value.as_bytes());
+        }
+        if let Some(name) = &args.user_at_prompt {
+            tx.set_user_at_next_prompt(name.as_bytes());
         }
         if let Some(ms) = args.start_at_ms {
             wait_until(ms);
