@@ -1145,6 +1145,74 @@ fn table() -> Vec<Scenario> {
                 .both(err(1)),
         ]),
     );
+    // A file without a mode line GA recognises is denied by us as an unusable file
+    // (its own log line, not "invalid verification code"): GA accepts no code from an
+    // app or token there either, so the judgement locks out no one GA lets in. Its
+    // scratch codes log in with both, and GA's mode search (a substring anywhere in
+    // the file, HOTP_COUNTER from 1) is ours. (Inside an option line: "TOTP_AUTH found
+    // inside another line".)
+    for (what, text) in [
+        (
+            "two blanks before TOTP_AUTH",
+            "2SH3V3GDW7ZNMGYE\n\"  TOTP_AUTH\n",
+        ),
+        (
+            "totp_auth in lower case",
+            "2SH3V3GDW7ZNMGYE\n\" totp_auth\n",
+        ),
+        (
+            "HOTP_COUNTER 0 without TOTP_AUTH",
+            "2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 0\n",
+        ),
+        (
+            "CRLF, two blanks before TOTP_AUTH",
+            "2SH3V3GDW7ZNMGYE\r\n\"  TOTP_AUTH\r\n",
+        ),
+    ] {
+        rows.push(
+            row(
+                format!("no mode line ({what}), no scratch code: nothing logs in"),
+                Expect::Same,
+                file(text),
+            )
+            .steps(vec![
+                at(T * 30).ans(Tok::Totp(T)).both(err(1)),
+                at(T * 30 + 1).ans(Tok::Hotp(0)).both(err(1)),
+                at(T * 30 + 2).ans(Tok::Hotp(1)).both(err(1)),
+            ])
+            .files(both_unchanged),
+        );
+    }
+    // (Without CRLF: "scratch: file without TOTP_AUTH or HOTP_COUNTER".)
+    rows.push(
+        row(
+            "no mode line (CRLF, two blanks before TOTP_AUTH), scratch codes: only they log in",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\r\n\"  TOTP_AUTH\r\n12345678\r\n87654321\r\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Lit("12345678")).both(ok(1)),
+            at(T * 30 + 2).ans(Tok::Lit("12345678")).both(err(1)),
+        ])
+        .files(check_equal),
+    );
+    for (what, text) in [
+        (
+            "inside a note line",
+            "2SH3V3GDW7ZNMGYE\nnote: \" TOTP_AUTH\n",
+        ),
+        ("CRLF", "2SH3V3GDW7ZNMGYE\r\n\" TOTP_AUTH\r\n"),
+    ] {
+        rows.push(
+            row(
+                format!("TOTP_AUTH {what}: a TOTP file"),
+                Expect::Same,
+                file(text),
+            )
+            .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+        );
+    }
     rows.push(
         row(
             "RATE_LIMIT: try_first_pass, wrong PAM_AUTHTOK then the prompt",
