@@ -2538,6 +2538,43 @@ fn table() -> Vec<Scenario> {
             expect_line(f.ours.as_ref(), "\" HOTP_COUNTER 3\n")
         }),
     );
+    // The failed check of PAM_AUTHTOK keeps only its RATE_LIMIT entry; the scratch code
+    // the prompt then takes is removed all the same (a used code left in the file would
+    // log in again on a host reading it with another store), and one sent as the
+    // password is removed with the entry.
+    rows.push(
+        row(
+            "RATE_LIMIT: HOTP, try_first_pass, scratch codes at the prompt and in PAM_AUTHTOK",
+            Expect::Differs(
+                "GA moves HOTP_COUNTER on for the failed check of PAM_AUTHTOK although the \
+                 scratch code logged in; the tentative check's counter move is dropped for \
+                 us (see \"HOTP: try_first_pass, wrong PAM_AUTHTOK then a scratch code\")",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 1\n\" RATE_LIMIT 3 30\n12345678\n87654321\n"),
+        )
+        .args("try_first_pass")
+        .steps(vec![
+            at(300_000)
+                .authtok(pre("pw", Tok::Wrong))
+                .ans(Tok::Lit("12345678"))
+                .both(ok(1)),
+            at(300_005).authtok(Tok::Lit("87654321")).both(ok(0)),
+        ])
+        .files(|f| {
+            let line = "\" RATE_LIMIT 3 30 300000 300005\n";
+            for s in [f.ga.as_ref(), f.ours.as_ref()] {
+                expect_line(s, line)?;
+                let t = text(s);
+                if t.contains("12345678") || t.contains("87654321") {
+                    return Err(format!("a used scratch code left in {t:?}"));
+                }
+            }
+            // Both move it for the six-digit reading of the scratch code in PAM_AUTHTOK
+            // (GA's once-per-attempt rule), GA also for the first login's failed check.
+            expect_line(f.ga.as_ref(), "\" HOTP_COUNTER 3\n")?;
+            expect_line(f.ours.as_ref(), "\" HOTP_COUNTER 2\n")
+        }),
+    );
     // Found by the generated pass's wide exploration (seed 0x200b).
     rows.push(
         row(
