@@ -25,13 +25,13 @@ pub struct Skips<'a> {
     /// `None`: no `accessfile=`; `Err`: why the module refuses it.
     file: Option<Result<Vec<u8>, String>>,
     groups: std::cell::RefCell<HashMap<String, Option<GroupEntry>>>,
-    /// The group of each name in every source (`None`: a source did not answer), asked
+    /// The group of each name in every source (`Err`: a source did not answer), asked
     /// only for a non-membership, once per group.
-    every_source: std::cell::RefCell<HashMap<String, Option<Vec<GroupEntry>>>>,
-    /// The names every source gives each gid (`None`: a source did not answer), asked
+    every_source: std::cell::RefCell<HashMap<String, Result<Vec<GroupEntry>, nss::NssError>>>,
+    /// The names every source gives each gid (`Err`: a source did not answer), asked
     /// only for a non-membership, once per gid for the whole audit; an account's walk
     /// that ran out before it answered is not kept ([`shared`]).
-    gid_names: std::cell::RefCell<HashMap<u32, Option<Vec<String>>>>,
+    gid_names: std::cell::RefCell<HashMap<u32, Result<Vec<String>, nss::NssError>>>,
     /// Whether the service's logins can have an origin: su, sudo and the other
     /// identity switches never have one (`totp_core::addr::classify_origin_with_reason`).
     origins: bool,
@@ -124,9 +124,23 @@ impl<'a> Skips<'a> {
             origin: Origin::Unknown,
         };
         let path = self.opts.accessfile.as_deref().unwrap_or_default();
-        match skip_decision(self.opts, self.rule_file(), &subject) {
+        let mut judged = self.judged_with(pw, &ask, &subject, path, file);
+        // Why a membership stayed unknown, in the words the module logs it with.
+        judged.0.reasons.extend(lists.why.take());
+        judged
+    }
+
+    fn judged_with(
+        &self,
+        pw: &Passwd,
+        ask: &dyn Fn(&str, Question) -> Membership,
+        subject: &Subject<'_>,
+        path: &str,
+        file: impl FnOnce() -> Finding,
+    ) -> (Finding, bool, Option<String>) {
+        match skip_decision(self.opts, self.rule_file(), subject) {
             SkipDecision::Ask => {
-                let sometimes = self.skips_some_origins(&pw.name, Groups::Each(&ask));
+                let sometimes = self.skips_some_origins(&pw.name, Groups::Each(ask));
                 (file(), false, sometimes)
             }
             SkipDecision::Skip(reason) => {
@@ -152,7 +166,7 @@ impl<'a> Skips<'a> {
                 // The group options alone, as the module would decide them once the
                 // rule file is fixed or removed.
                 if let SkipDecision::Skip(reason) =
-                    skip_decision(self.opts, RuleFile::Unset, &subject)
+                    skip_decision(self.opts, RuleFile::Unset, subject)
                 {
                     let why = self.barred().unwrap_or_default();
                     // Let in by the skip until now, denied from now on: a lockout the
@@ -277,12 +291,28 @@ impl<'a> Skips<'a> {
                     .ok()
                     .map(|l| &l.list)
             },
+            // The account's own walk, as the login's, and why a source did not answer
+            // said as the module logs it.
             || {
                 shared(&self.every_source, group.to_owned(), || {
-                    nss::lookup_group_in_every_source(group)
+                    lists.sources.group(group)
                 })
+                .map_err(|e| lists.note(nss::group_unknown_reason(&pw.name, group, &e)))
+                .ok()
             },
-            |gid| shared(&self.gid_names, gid, || lists.sources.gid_names(gid)),
+            |gid| {
+                shared(&self.gid_names, gid, || lists.sources.gid_names(gid))
+                    .map_err(|e| {
+                        lists.note(nss::gid_unknown_reason(
+                            gid,
+                            &pw.name,
+                            group,
+                            &e,
+                            str::to_owned,
+                        ))
+                    })
+                    .ok()
+            },
         )
     }
 }
@@ -293,6 +323,17 @@ impl<'a> Skips<'a> {
 struct Lists {
     lists: nss::GroupLists,
     sources: nss::GroupSources,
+    /// Why a membership stayed unknown, each once, for the account's reasons.
+    why: std::cell::RefCell<Vec<String>>,
+}
+
+impl Lists {
+    fn note(&self, why: String) {
+        let mut notes = self.why.borrow_mut();
+        if !notes.contains(&why) {
+            notes.push(why);
+        }
+    }
 }
 
 /// Empties line `line` (1-based) of `text`, keeping its newline and so every other
@@ -309,21 +350,20 @@ fn blank_line(text: &mut Vec<u8>, line: usize) {
 }
 
 /// The answer `ask` gives for `key`, kept in `known` for every later account of the
-/// audit (`None`: a source did not answer), except a walk's expired deadline: that is
+/// audit (`Err`: a source did not answer, and why), except a walk's expired deadline: that is
 /// the asking account's walk (how many gids it had asked before), and the next
 /// account's login, on a walk of its own, may well get the answer.
 fn shared<K: std::hash::Hash + Eq, T: Clone>(
-    known: &std::cell::RefCell<HashMap<K, Option<T>>>,
+    known: &std::cell::RefCell<HashMap<K, Result<T, nss::NssError>>>,
     key: K,
     ask: impl FnOnce() -> Result<T, nss::NssError>,
-) -> Option<T> {
+) -> Result<T, nss::NssError> {
     if let Some(answer) = known.borrow().get(&key) {
         return answer.clone();
     }
-    let answer = match ask() {
-        Err(e) if e.past_walk_deadline() => return None,
-        answer => answer.ok(),
-    };
-    known.borrow_mut().insert(key, answer.clone());
+    let answer = ask();
+    if !matches!(&answer, Err(e) if e.past_walk_deadline()) {
+        known.borrow_mut().insert(key, answer.clone());
+    }
     answer
 }
