@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 
 use system_tests::{
     Drive, Driver, ENROLL_SCRIPTED, SECRET_160, Stack, T0, TestUser, append_env_exec, code_at,
-    in_private_mounts, require_root, require_tool, root_store, syslog_message, totp_file,
-    with_syslog_capture, write_owned, wrong_totp,
+    in_private_mounts, require_root, require_tool, root_store, shadow_tool, syslog_message,
+    totp_file, user_database_lock, with_syslog_capture, write_owned, wrong_totp,
 };
 
 /// The stand-in's service name in nsswitch.conf (`libnss_ptotpds.so.2`).
@@ -2886,6 +2886,78 @@ fn the_tools_say_why_a_source_without_getgrgid_leaves_a_non_membership_unknown()
             || text_why.is_some_and(|r| !in_log(r))
         {
             f.0.push(format!("{what}: explain: {out:?}"));
+        }
+    }
+    mode.unenroll(&u);
+    f.check();
+}
+
+/// R36 in `totp-state audit`: an answer of the sources is asked once for the whole
+/// audit, and a later account reused it for free, where its login asks it again and
+/// spends the time. A directory taking 6 s for each `getgrgid`: the first account
+/// (whose primary group is the second's) has one gid to name, 6 s, and skips; the
+/// second has that gid and the directory's group, 12 s on its own login's walk, past
+/// the deadline, so `require_group=` asks it for the code, but the audit named the
+/// shared gid from the first account's answer, spent 6 s and reported the skip. The
+/// time a kept answer took now counts against each account's walk, so the audit says
+/// the code is asked, and why. Control: the directory answering at once lets both
+/// skip, in the audit as at login.
+#[test]
+fn the_audit_counts_a_shared_answers_time_against_each_accounts_walk() {
+    let Some((u, ds)) = setup(
+        "the_audit_counts_a_shared_answers_time_against_each_accounts_walk",
+        "ds0",
+    ) else {
+        return;
+    };
+    // The first account audited: a local one whose only gid is `u`'s primary group.
+    let first = TestUser::create("dt0");
+    {
+        let _g = user_database_lock();
+        let out =
+            shadow_tool("usermod", &["-g", &u.gid.to_string(), &first.name]).expect("usermod");
+        assert!(out.status.success(), "usermod: {out:?}");
+    }
+    let mut f = Failures::default();
+    let mode = Mode::Home;
+    mode.enroll(&u);
+    let stack = Stack::probe("svc", &mode.args("require_group=nogroup"));
+    for (what, sleep, second_skips) in [
+        ("a directory answering at once: control", 0, true),
+        ("a directory taking 6 s for each gid", 6000, false),
+    ] {
+        ds.with(|c| {
+            c.grgidsleep = sleep;
+            c.grmember = true;
+        });
+        // What the second account's login gets (the clock runs, so the walk can end).
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, system_tests::now()));
+        let (d, lines) = ds.run_logged(&driver);
+        if second_skips {
+            f.expect(what, &d, "PAM_IGNORE");
+        } else {
+            f.refused(what, &d);
+        }
+        let mut audit = system_tests::audit_command(stack.path());
+        audit.args(["--user", &first.name, "--user", &u.name]);
+        let out = ds.wrap(&audit).output().expect("totp-state audit");
+        let verdicts = system_tests::audit_verdicts(&out.stdout);
+        let skips = |name: &str| {
+            verdicts
+                .get(name)
+                .map(|v| v.1.contains("member of no require group"))
+        };
+        let second_reasons = verdicts
+            .get(&u.name)
+            .map(|v| v.1.clone())
+            .unwrap_or_default();
+        let deadline_said = second_reasons.contains("more than 10 s");
+        if skips(&first.name) != Some(true)
+            || skips(&u.name) != Some(second_skips)
+            || deadline_said == second_skips
+        {
+            f.0.push(format!("{what}: audit: {out:?} (login log {lines:?})"));
         }
     }
     mode.unenroll(&u);

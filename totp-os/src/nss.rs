@@ -439,6 +439,17 @@ impl GroupSources {
             .collect())
     }
 
+    /// `took`, the time other questions took on another walk whose answers are
+    /// reused here, counted against this walk's deadline as if they had been asked on
+    /// it: `Err` (past the walk's deadline, see [`NssError::past_walk_deadline`]) when
+    /// this walk would not have had them answered in time.
+    pub fn spend(&self, took: std::time::Duration) -> Result<(), NssError> {
+        self.walk().spend(took).map_err(|e| NssError::SourceFailed {
+            service: e.service,
+            errno: e.errno,
+        })
+    }
+
     /// The names each source of the group database gives group `gid` (one per source
     /// that knows it, none when no source does), asked source by source: for a proof
     /// of non-membership (R22), where a source holding the group's name twice answers

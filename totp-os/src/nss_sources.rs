@@ -232,7 +232,7 @@ pub(crate) struct Walk {
     /// clock); that walk has no time at all, so each question is a source that did not
     /// answer and the code is asked, where a walk without a bound could prove a
     /// non-membership, and skip the code, however long its sources took.
-    deadline: Option<std::time::Instant>,
+    deadline: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 impl Walk {
@@ -246,7 +246,7 @@ impl Walk {
             conf: nsswitch_conf(),
             modules: RefCell::new(Vec::new()),
             buffer: std::cell::Cell::new(Vec::new()),
-            deadline: start.checked_add(WALK_BOUND),
+            deadline: std::cell::Cell::new(start.checked_add(WALK_BOUND)),
         }
     }
 
@@ -255,10 +255,21 @@ impl Walk {
     /// answer, so one that came late is not believed (named after that source), and
     /// before each source is asked.
     fn in_time(&self) -> Result<(), NotEverySource> {
-        match self.deadline {
+        match self.deadline.get() {
             Some(deadline) if std::time::Instant::now() <= deadline => Ok(()),
             _ => Err(NotEverySource::errno(libc::ETIME)),
         }
+    }
+
+    /// `took` counted against the walk as if its questions had been asked on it (an
+    /// answer another walk got, reused): `ETIME` when the walk was past its deadline
+    /// before, as a question would have been refused, or is after, as a late answer
+    /// is. A time the clock cannot take off leaves no time at all.
+    pub(crate) fn spend(&self, took: std::time::Duration) -> Result<(), NotEverySource> {
+        self.in_time()?;
+        self.deadline
+            .set(self.deadline.get().and_then(|d| d.checked_sub(took)));
+        self.in_time()
     }
 
     /// `ask` with the walk's entry buffer (at least [`START_BUFFER`] bytes), which is
@@ -798,7 +809,7 @@ mod tests {
             conf: Ok("group: files pamtotpnosuchservice files pamtotpnosuchservice\n".into()),
             modules: RefCell::new(Vec::new()),
             buffer: std::cell::Cell::new(Vec::new()),
-            deadline: std::time::Instant::now().checked_add(WALK_BOUND),
+            deadline: std::cell::Cell::new(std::time::Instant::now().checked_add(WALK_BOUND)),
         };
         let root = CString::new("root").expect("name");
         assert_eq!(
@@ -825,7 +836,7 @@ mod tests {
             conf: Ok("group: files pamtotpnosuchservice\n".into()),
             modules: RefCell::new(Vec::new()),
             buffer: std::cell::Cell::new(Vec::new()),
-            deadline: std::time::Instant::now().checked_add(WALK_BOUND),
+            deadline: std::cell::Cell::new(std::time::Instant::now().checked_add(WALK_BOUND)),
         };
         assert_eq!(walk.gid_names_in_every_source(0), Ok(vec!["root".into()]));
         assert_eq!(walk.gid_names_in_every_source(3_999_999_999), Ok(vec![]));
@@ -841,7 +852,7 @@ mod tests {
             conf: Ok("group: files\n".into()),
             modules: RefCell::new(Vec::new()),
             buffer: std::cell::Cell::new(Vec::new()),
-            deadline: Some(deadline),
+            deadline: std::cell::Cell::new(Some(deadline)),
         };
         let root = CString::new("root").expect("name");
         let now = std::time::Instant::now();
@@ -900,7 +911,7 @@ mod tests {
         assert!(last.checked_add(WALK_BOUND).is_none(), "{fits}");
         let root = CString::new("root").expect("name");
         let at_the_end = Walk::starting_at(last);
-        assert_eq!(at_the_end.deadline, None);
+        assert_eq!(at_the_end.deadline.get(), None);
         let errno = |e: NotEverySource| e.errno;
         assert_eq!(
             at_the_end.every_source(&root, 0).map_err(errno),
@@ -918,9 +929,28 @@ mod tests {
             Err(libc::ETIME)
         );
         let control = Walk::starting_at(now);
-        assert!(control.deadline.is_some());
+        assert!(control.deadline.get().is_some());
         assert!(control.every_source(&root, 0).is_ok());
         assert!(control.group_in_every_source(&root).is_ok());
+        assert!(control.gid_names_in_every_source(0).is_ok());
+    }
+
+    /// Time spent on another walk's answers counts against this one: what fits in
+    /// the bound is in time, what runs past it is `ETIME`, and the walk then asks
+    /// nothing more. Control: a walk that spent nothing answers.
+    #[test]
+    fn time_spent_elsewhere_counts_against_the_walks_deadline() {
+        let walk = Walk::starting_at(std::time::Instant::now());
+        let errno = |e: NotEverySource| e.errno;
+        assert_eq!(walk.spend(WALK_BOUND / 2), Ok(()));
+        assert!(walk.gid_names_in_every_source(0).is_ok());
+        assert_eq!(walk.spend(WALK_BOUND / 2).map_err(errno), Err(libc::ETIME));
+        assert_eq!(
+            walk.gid_names_in_every_source(0).map_err(errno),
+            Err(libc::ETIME)
+        );
+        let control = Walk::starting_at(std::time::Instant::now());
+        assert_eq!(control.spend(std::time::Duration::ZERO), Ok(()));
         assert!(control.gid_names_in_every_source(0).is_ok());
     }
 

@@ -27,11 +27,11 @@ pub struct Skips<'a> {
     groups: std::cell::RefCell<HashMap<String, Option<GroupEntry>>>,
     /// The group of each name in every source (`Err`: a source did not answer), asked
     /// only for a non-membership, once per group.
-    every_source: std::cell::RefCell<HashMap<String, Result<Vec<GroupEntry>, nss::NssError>>>,
+    every_source: std::cell::RefCell<HashMap<String, Shared<Vec<GroupEntry>>>>,
     /// The names every source gives each gid (`Err`: a source did not answer), asked
     /// only for a non-membership, once per gid for the whole audit; an account's walk
     /// that ran out before it answered is not kept ([`shared`]).
-    gid_names: std::cell::RefCell<HashMap<u32, Result<Vec<String>, nss::NssError>>>,
+    gid_names: std::cell::RefCell<HashMap<u32, Shared<Vec<String>>>>,
     /// Whether the service's logins can have an origin: su, sudo and the other
     /// identity switches never have one (`totp_core::addr::classify_origin_with_reason`).
     origins: bool,
@@ -294,24 +294,26 @@ impl<'a> Skips<'a> {
             // The account's own walk, as the login's, and why a source did not answer
             // said as the module logs it.
             || {
-                shared(&self.every_source, group.to_owned(), || {
+                shared(&self.every_source, group.to_owned(), &lists.sources, || {
                     lists.sources.group(group)
                 })
                 .map_err(|e| lists.note(nss::group_unknown_reason(&pw.name, group, &e)))
                 .ok()
             },
             |gid| {
-                shared(&self.gid_names, gid, || lists.sources.gid_names(gid))
-                    .map_err(|e| {
-                        lists.note(nss::gid_unknown_reason(
-                            gid,
-                            &pw.name,
-                            group,
-                            &e,
-                            str::to_owned,
-                        ))
-                    })
-                    .ok()
+                shared(&self.gid_names, gid, &lists.sources, || {
+                    lists.sources.gid_names(gid)
+                })
+                .map_err(|e| {
+                    lists.note(nss::gid_unknown_reason(
+                        gid,
+                        &pw.name,
+                        group,
+                        &e,
+                        str::to_owned,
+                    ))
+                })
+                .ok()
             },
         )
     }
@@ -349,21 +351,33 @@ fn blank_line(text: &mut Vec<u8>, line: usize) {
     });
 }
 
-/// The answer `ask` gives for `key`, kept in `known` for every later account of the
-/// audit (`Err`: a source did not answer, and why), except a walk's expired deadline: that is
-/// the asking account's walk (how many gids it had asked before), and the next
-/// account's login, on a walk of its own, may well get the answer.
+/// An answer kept for the other accounts of the audit, with the time it took.
+type Shared<T> = (Result<T, nss::NssError>, std::time::Duration);
+
+/// The answer `ask` gives for `key` on `sources` (the account's walk), kept in `known`
+/// for every later account of the audit (`Err`: a source did not answer, and why),
+/// except a walk's expired deadline: that is the asking account's walk (how many gids
+/// it had asked before), and the next account's login, on a walk of its own, may well
+/// get the answer. A kept answer costs each later account's walk the time it took the
+/// first (R36): that account's login asks it too, and a directory slow for each gid
+/// runs its walk past the deadline, where the code is asked (a lockout of an account
+/// without a secret file and without nullok) however fast the audit found it.
 fn shared<K: std::hash::Hash + Eq, T: Clone>(
-    known: &std::cell::RefCell<HashMap<K, Result<T, nss::NssError>>>,
+    known: &std::cell::RefCell<HashMap<K, Shared<T>>>,
     key: K,
+    sources: &nss::GroupSources,
     ask: impl FnOnce() -> Result<T, nss::NssError>,
 ) -> Result<T, nss::NssError> {
-    if let Some(answer) = known.borrow().get(&key) {
+    if let Some((answer, took)) = known.borrow().get(&key) {
+        sources.spend(*took)?;
         return answer.clone();
     }
+    let began = std::time::Instant::now();
     let answer = ask();
     if !matches!(&answer, Err(e) if e.past_walk_deadline()) {
-        known.borrow_mut().insert(key, answer.clone());
+        known
+            .borrow_mut()
+            .insert(key, (answer.clone(), began.elapsed()));
     }
     answer
 }
