@@ -294,16 +294,24 @@ impl<'a> Skips<'a> {
             // The account's own walk, as the login's, and why a source did not answer
             // said as the module logs it.
             || {
-                shared(&self.every_source, group.to_owned(), &lists.sources, || {
-                    lists.sources.group(group)
-                })
+                shared(
+                    &self.every_source,
+                    group.to_owned(),
+                    &lists.sources,
+                    &lists.groups_asked,
+                    || lists.sources.group(group),
+                )
                 .map_err(|e| lists.note(nss::group_unknown_reason(&pw.name, group, &e)))
                 .ok()
             },
             |gid| {
-                shared(&self.gid_names, gid, &lists.sources, || {
-                    lists.sources.gid_names(gid)
-                })
+                shared(
+                    &self.gid_names,
+                    gid,
+                    &lists.sources,
+                    &lists.gids_asked,
+                    || lists.sources.gid_names(gid),
+                )
                 .map_err(|e| {
                     lists.note(nss::gid_unknown_reason(
                         gid,
@@ -327,6 +335,10 @@ struct Lists {
     sources: nss::GroupSources,
     /// Why a membership stayed unknown, each once, for the account's reasons.
     why: std::cell::RefCell<Vec<String>>,
+    /// The groups and gids this account's walk has had answered (asked, or its time
+    /// spent on another account's answer).
+    groups_asked: std::cell::RefCell<std::collections::HashSet<String>>,
+    gids_asked: std::cell::RefCell<std::collections::HashSet<u32>>,
 }
 
 impl Lists {
@@ -361,23 +373,63 @@ type Shared<T> = (Result<T, nss::NssError>, std::time::Duration);
 /// get the answer. A kept answer costs each later account's walk the time it took the
 /// first (R36): that account's login asks it too, and a directory slow for each gid
 /// runs its walk past the deadline, where the code is asked (a lockout of an account
-/// without a secret file and without nullok) however fast the audit found it.
-fn shared<K: std::hash::Hash + Eq, T: Clone>(
+/// without a secret file and without nullok) however fast the audit found it. Once
+/// per account (`asked`, the keys this account's walk has had): a login asks a gid's
+/// names once however many rules need them, and the audit walks the rules more than
+/// once.
+fn shared<K: std::hash::Hash + Eq + Clone, T: Clone>(
     known: &std::cell::RefCell<HashMap<K, Shared<T>>>,
     key: K,
     sources: &nss::GroupSources,
+    asked: &std::cell::RefCell<std::collections::HashSet<K>>,
     ask: impl FnOnce() -> Result<T, nss::NssError>,
 ) -> Result<T, nss::NssError> {
     if let Some((answer, took)) = known.borrow().get(&key) {
-        sources.spend(*took)?;
+        if !asked.borrow().contains(&key) {
+            sources.spend(*took)?;
+            asked.borrow_mut().insert(key);
+        }
         return answer.clone();
     }
     let began = std::time::Instant::now();
     let answer = ask();
     if !matches!(&answer, Err(e) if e.past_walk_deadline()) {
+        asked.borrow_mut().insert(key.clone());
         known
             .borrow_mut()
             .insert(key, (answer.clone(), began.elapsed()));
     }
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An answer kept from another account costs this account's walk its time once,
+    /// however often its rules ask it (the login asks it once): a gid that took 6 s is
+    /// in time on the second use too. Control: a second gid that took 6 s as well runs
+    /// the walk past its 10 s deadline.
+    #[test]
+    fn a_kept_answer_costs_an_account_its_time_once() {
+        let took = std::time::Duration::from_secs(6);
+        let known = std::cell::RefCell::new(HashMap::from([
+            (1u32, (Ok(vec!["one".to_owned()]), took)),
+            (2u32, (Ok(vec!["two".to_owned()]), took)),
+        ]));
+        let sources = nss::GroupSources::new();
+        let asked = std::cell::RefCell::new(std::collections::HashSet::new());
+        let never = || -> Result<Vec<String>, nss::NssError> { unreachable!("kept") };
+        for _ in 0..3 {
+            assert_eq!(
+                shared(&known, 1, &sources, &asked, never),
+                Ok(vec!["one".to_owned()])
+            );
+        }
+        let late = shared(&known, 2, &sources, &asked, never);
+        assert!(
+            late.as_ref().is_err_and(|e| e.past_walk_deadline()),
+            "{late:?}"
+        );
+    }
 }
