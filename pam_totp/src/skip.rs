@@ -16,7 +16,7 @@ use totp_os::safefile::{self, FileRules};
 use crate::log::sanitize;
 use crate::pamio::Level;
 use crate::system::System;
-use totp_os::nss::{GroupLists, NssError, Passwd};
+use totp_os::nss::{self, GroupLists, NssError, Passwd};
 
 /// The PAM items a skip decision may look at. Never the environment (R20).
 pub struct LoginItems<'a> {
@@ -187,38 +187,16 @@ impl<'a> GroupFacts<'a> {
             || match self.sys.group_in_every_source(group) {
                 Ok(entries) => Some(entries),
                 Err(e) => {
-                    self.note(format!(
-                        "group {shown} asked of each name service source: {e}; membership \
-                         of {who} unknown, so it cannot excuse the code"
-                    ));
+                    self.note(nss::group_unknown_reason(&who, &shown, &e));
                     None
                 }
             },
             |gid| match self.sys.gid_names(gid) {
                 Ok(names) => Some(names),
-                // Not a source that failed to answer (ENOSYS would read as one): one
-                // whose module has getgrnam_r but no getgrgid_r, so it can hold a group
-                // of this name yet cannot say which names it gives the user's gids.
-                Err(NssError::SourceFailed {
-                    service: Some(service),
-                    errno: libc::ENOSYS,
-                }) => {
-                    self.note(format!(
-                        "group id {gid} of {who}: the name service source {} \
-                         (nsswitch.conf) cannot look groups up by id (its module has no \
-                         getgrgid_r), so it cannot show that this id is not another group \
-                         called {shown}: a non-membership cannot be proven while it is \
-                         listed, and the code is required",
-                        sanitize(service.as_bytes())
-                    ));
-                    None
-                }
                 Err(e) => {
-                    self.note(format!(
-                        "group id {gid} of {who} asked of each name service source (is it \
-                         another group called {shown}?): {e}; membership unknown, so it \
-                         cannot excuse the code"
-                    ));
+                    self.note(nss::gid_unknown_reason(gid, &who, &shown, &e, |s| {
+                        sanitize(s.as_bytes())
+                    }));
                     None
                 }
             },

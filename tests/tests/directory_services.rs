@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 
 use system_tests::{
     Drive, Driver, ENROLL_SCRIPTED, SECRET_160, Stack, T0, TestUser, append_env_exec, code_at,
-    in_private_mounts, require_root, require_tool, root_store, syslog_message, totp_file,
-    with_syslog_capture, write_owned, wrong_totp,
+    in_private_mounts, require_root, require_tool, root_store, shadow_tool, syslog_message,
+    totp_file, user_database_lock, with_syslog_capture, write_owned, wrong_totp,
 };
 
 /// The stand-in's service name in nsswitch.conf (`libnss_ptotpds.so.2`).
@@ -2757,6 +2757,207 @@ fn a_group_list_past_the_walks_deadline_is_logged_as_the_bound() {
             .count();
         if asked < 2 {
             f.0.push(format!("{what}: initgroups asked {asked} time(s)"));
+        }
+    }
+    mode.unenroll(&u);
+    f.check();
+}
+
+/// `totp-state audit` and `totp-enroll explain` prove a non-membership as the module
+/// does, on the account's one walk of the sources, and now say why it stays unknown in
+/// the words of the module's log line: a directory whose module has no `getgrgid_r`
+/// cannot name the user's gids, so `require_group=` (and a rule file's `ALL EXCEPT
+/// (g)`) asks for the code. Both tools dropped that reason: the audit showed no skip
+/// and no cause, explain said "unknown" and nothing more. Control: the same directory
+/// with `getgrgid_r` proves the non-membership (the audit and explain show the skip)
+/// and no reason is printed.
+#[test]
+fn the_tools_say_why_a_source_without_getgrgid_leaves_a_non_membership_unknown() {
+    let Some((u, full)) = setup(
+        "the_tools_say_why_a_source_without_getgrgid_leaves_a_non_membership_unknown",
+        "ds9",
+    ) else {
+        return;
+    };
+    let no_gid = DirSvc::built(&u, &["-DNO_GETGRGID"]);
+    let g = full.control.grname.clone();
+    let mut f = Failures::default();
+    let mode = Mode::Home;
+    mode.enroll(&u);
+    let option = format!("require_group={g}");
+    let stack = Stack::probe("svc", &mode.args(&option));
+    let said = |s: &str| s.contains("cannot look groups up by id") && s.contains(SERVICE);
+    for (what, ds, unknown) in [
+        ("with getgrgid_r: control", &full, false),
+        ("without getgrgid_r", &no_gid, true),
+    ] {
+        ds.with(|c| {
+            c.grmember = false;
+            c.grfirst = ds.control.grgid + 7;
+        });
+        // The module's own line, for the words the tools must print.
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, T0))
+            .at(T0);
+        let (d, lines) = ds.run_logged(&driver);
+        if unknown {
+            f.refused(what, &d);
+        } else {
+            f.expect(what, &d, "PAM_IGNORE");
+        }
+        let logged = lines.iter().find(|l| said(l)).cloned();
+        if logged.is_some() != unknown {
+            f.0.push(format!("{what}: module log: {lines:?}"));
+        }
+        let in_log = |r: &str| logged.as_deref().is_some_and(|l| l.contains(r));
+
+        let mut audit = system_tests::audit_command(stack.path());
+        audit.args(["--user", &u.name]);
+        let out = ds.wrap(&audit).output().expect("totp-state audit");
+        let reasons: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["user"] == u.name.as_str())
+            .flat_map(|v| {
+                v["reasons"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let skip_said = reasons
+            .iter()
+            .any(|r| r.contains("member of no require group"));
+        let why = reasons.iter().find(|r| said(r));
+        if reasons.is_empty()
+            || skip_said == unknown
+            || why.is_some() != unknown
+            || why.is_some_and(|r| !in_log(r))
+        {
+            f.0.push(format!("{what}: audit: {out:?} (module log {lines:?})"));
+        }
+
+        let rules = rules_file(ds, "except.conf", &format!("+ : ALL EXCEPT ({g}) : ALL\n"));
+        let explain = |json: bool| {
+            let mut cmd = Command::new(&system_tests::built().enroll);
+            cmd.arg("explain");
+            if json {
+                cmd.arg("--json");
+            }
+            cmd.args(["--user", &u.name, "--rhost", "10.0.0.5", "--accessfile"])
+                .arg(&rules);
+            ds.wrap(&cmd).output().expect("totp-enroll explain")
+        };
+        let out = explain(true);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let entry = v["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == g.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let want = if unknown { "unknown" } else { "not a member" };
+        let because: Vec<&str> = entry["unknown_because"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str())
+            .collect();
+        let json_why = because.iter().find(|r| said(r));
+        if entry["membership"] != want
+            || (v["verdict"] == "skip") == unknown
+            || json_why.is_some() != unknown
+            || json_why.is_some_and(|r| !in_log(r))
+            || (!unknown && !because.is_empty())
+        {
+            f.0.push(format!("{what}: explain --json: {out:?}"));
+        }
+        let out = explain(false);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let text_why = text
+            .lines()
+            .find_map(|l| l.strip_prefix("unknown: "))
+            .filter(|r| said(r));
+        if !out.status.success()
+            || text_why.is_some() != unknown
+            || text_why.is_some_and(|r| !in_log(r))
+        {
+            f.0.push(format!("{what}: explain: {out:?}"));
+        }
+    }
+    mode.unenroll(&u);
+    f.check();
+}
+
+/// R36 in `totp-state audit`: an answer of the sources is asked once for the whole
+/// audit, and a later account reused it for free, where its login asks it again and
+/// spends the time. A directory taking 6 s for each `getgrgid`: the first account
+/// (whose primary group is the second's) has one gid to name, 6 s, and skips; the
+/// second has that gid and the directory's group, 12 s on its own login's walk, past
+/// the deadline, so `require_group=` asks it for the code, but the audit named the
+/// shared gid from the first account's answer, spent 6 s and reported the skip. The
+/// time a kept answer took now counts against each account's walk, so the audit says
+/// the code is asked, and why. Control: the directory answering at once lets both
+/// skip, in the audit as at login.
+#[test]
+fn the_audit_counts_a_shared_answers_time_against_each_accounts_walk() {
+    let Some((u, ds)) = setup(
+        "the_audit_counts_a_shared_answers_time_against_each_accounts_walk",
+        "ds0",
+    ) else {
+        return;
+    };
+    // The first account audited: a local one whose only gid is `u`'s primary group.
+    let first = TestUser::create("dt0");
+    {
+        let _g = user_database_lock();
+        let out =
+            shadow_tool("usermod", &["-g", &u.gid.to_string(), &first.name]).expect("usermod");
+        assert!(out.status.success(), "usermod: {out:?}");
+    }
+    let mut f = Failures::default();
+    let mode = Mode::Home;
+    mode.enroll(&u);
+    let stack = Stack::probe("svc", &mode.args("require_group=nogroup"));
+    for (what, sleep, second_skips) in [
+        ("a directory answering at once: control", 0, true),
+        ("a directory taking 6 s for each gid", 6000, false),
+    ] {
+        ds.with(|c| {
+            c.grgidsleep = sleep;
+            c.grmember = true;
+        });
+        // What the second account's login gets (the clock runs, so the walk can end).
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, system_tests::now()));
+        let (d, lines) = ds.run_logged(&driver);
+        if second_skips {
+            f.expect(what, &d, "PAM_IGNORE");
+        } else {
+            f.refused(what, &d);
+        }
+        let mut audit = system_tests::audit_command(stack.path());
+        audit.args(["--user", &first.name, "--user", &u.name]);
+        let out = ds.wrap(&audit).output().expect("totp-state audit");
+        let verdicts = system_tests::audit_verdicts(&out.stdout);
+        let skips = |name: &str| {
+            verdicts
+                .get(name)
+                .map(|v| v.1.contains("member of no require group"))
+        };
+        let second_reasons = verdicts
+            .get(&u.name)
+            .map(|v| v.1.clone())
+            .unwrap_or_default();
+        let deadline_said = second_reasons.contains("more than 10 s");
+        if skips(&first.name) != Some(true)
+            || skips(&u.name) != Some(second_skips)
+            || deadline_said == second_skips
+        {
+            f.0.push(format!("{what}: audit: {out:?} (login log {lines:?})"));
         }
     }
     mode.unenroll(&u);

@@ -107,7 +107,12 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
                 gid: g.gid,
                 members: g.members,
             });
-        // As the module proves it: a non-membership needs the name in every source.
+        // As the module proves it: a non-membership needs the name in every source,
+        // asked on the account's one walk, and why a source could not answer is said
+        // in the module's words (its log line).
+        let who = pw.name.escape_debug().to_string();
+        let shown = group.escape_debug().to_string();
+        let why = RefCell::new(Vec::new());
         let m = membership::prove(
             question,
             &pw.name,
@@ -115,8 +120,26 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
             group,
             entry.as_ref(),
             || lists.of(&pw, &sources, question).ok().map(|l| &l.list),
-            || sources.group(group).ok(),
-            |gid| sources.gid_names(gid).ok(),
+            || {
+                sources
+                    .group(group)
+                    .map_err(|e| {
+                        why.borrow_mut()
+                            .push(nss::group_unknown_reason(&who, &shown, &e))
+                    })
+                    .ok()
+            },
+            |gid| {
+                sources
+                    .gid_names(gid)
+                    .map_err(|e| {
+                        why.borrow_mut()
+                            .push(nss::gid_unknown_reason(gid, &who, &shown, &e, |s| {
+                                s.escape_debug().to_string()
+                            }))
+                    })
+                    .ok()
+            },
         );
         asked.borrow_mut().push(GroupJson {
             name: group.to_owned(),
@@ -125,6 +148,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
                 Membership::NotMember => "not a member",
                 Membership::Unknown => "unknown",
             },
+            unknown_because: why.take(),
         });
         m
     };
@@ -137,8 +161,8 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         service: args.service.as_deref().map(str::as_bytes),
     };
     let explanation = parsed.explain(&items);
+    let groups = asked.take();
     if args.json {
-        let groups = asked.take();
         let json = ExplainJson::new(&args, &path, &groups, &explanation, refused_by_module);
         crate::flow::print_stdout(&crate::output::to_json_line(&json)?)?;
     } else if refused_by_module.is_some() {
@@ -159,6 +183,11 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         ))?;
     } else {
         crate::flow::print_stdout(&format!("{explanation}\n"))?;
+    }
+    if !args.json {
+        for why in groups.iter().flat_map(|g| &g.unknown_because) {
+            crate::flow::print_stdout(&format!("unknown: {why}\n"))?;
+        }
     }
     Ok(0)
 }
@@ -291,6 +320,9 @@ struct GroupJson {
     name: String,
     /// "member", "not a member" or "unknown" (a lookup failed or was incomplete).
     membership: &'static str,
+    /// Why a source could not answer, for an unknown membership: the module's log
+    /// line. Empty otherwise.
+    unknown_because: Vec<String>,
 }
 
 #[derive(Serialize)]

@@ -124,6 +124,47 @@ impl NssError {
     }
 }
 
+/// Why a non-membership of group `shown` stays unknown when
+/// [`GroupSources::group`] failed with `e`: the words the module logs and
+/// `totp-enroll explain` and `totp-state audit` print. `who` and `shown` come made
+/// printable by the caller (each output has its own escaping).
+pub fn group_unknown_reason(who: &str, shown: &str, e: &NssError) -> String {
+    format!(
+        "group {shown} asked of each name service source: {e}; membership of {who} \
+         unknown, so it cannot excuse the code"
+    )
+}
+
+/// Why a non-membership of group `shown` stays unknown when
+/// [`GroupSources::gid_names`] of `gid`, one of `who`'s ids, failed with `e`, in the
+/// words of [`group_unknown_reason`]. A source whose module has `getgrnam_r` but no
+/// `getgrgid_r` is said to be one (`ENOSYS` alone would read as an outage); `show`
+/// makes its service name printable.
+pub fn gid_unknown_reason(
+    gid: gid_t,
+    who: &str,
+    shown: &str,
+    e: &NssError,
+    show: impl Fn(&str) -> String,
+) -> String {
+    match e {
+        NssError::SourceFailed {
+            service: Some(service),
+            errno: libc::ENOSYS,
+        } => format!(
+            "group id {gid} of {who}: the name service source {} (nsswitch.conf) cannot \
+             look groups up by id (its module has no getgrgid_r), so it cannot show that \
+             this id is not another group called {shown}: a non-membership cannot be \
+             proven while it is listed, and the code is required",
+            show(service)
+        ),
+        e => format!(
+            "group id {gid} of {who} asked of each name service source (is it another \
+             group called {shown}?): {e}; membership unknown, so it cannot excuse the code"
+        ),
+    }
+}
+
 /// Buffers start here and double on `ERANGE` up to [`MAX_BUFFER`].
 const INITIAL_BUFFER: usize = 4096;
 /// Large LDAP groups can need a lot of room, but an entry bigger than this is a fault.
@@ -396,6 +437,17 @@ impl GroupSources {
                 members: g.members,
             })
             .collect())
+    }
+
+    /// `took`, the time other questions took on another walk whose answers are
+    /// reused here, counted against this walk's deadline as if they had been asked on
+    /// it: `Err` (past the walk's deadline, see [`NssError::past_walk_deadline`]) when
+    /// this walk would not have had them answered in time.
+    pub fn spend(&self, took: std::time::Duration) -> Result<(), NssError> {
+        self.walk().spend(took).map_err(|e| NssError::SourceFailed {
+            service: e.service,
+            errno: e.errno,
+        })
     }
 
     /// The names each source of the group database gives group `gid` (one per source

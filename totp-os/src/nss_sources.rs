@@ -227,17 +227,26 @@ pub(crate) struct Walk {
     /// each be asked again at every doubling from the start size (each retry a lookup,
     /// for `files` a read of /etc/group).
     buffer: std::cell::Cell<Vec<c_char>>,
-    /// When the walk ends: [`WALK_BOUND`] after it began.
-    deadline: std::time::Instant,
+    /// When the walk ends: [`WALK_BOUND`] after it began. `None`: a clock so near the
+    /// end of its range that the bound cannot be added (a faked or broken monotonic
+    /// clock); that walk has no time at all, so each question is a source that did not
+    /// answer and the code is asked, where a walk without a bound could prove a
+    /// non-membership, and skip the code, however long its sources took.
+    deadline: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 impl Walk {
     pub(crate) fn new() -> Walk {
+        Walk::starting_at(std::time::Instant::now())
+    }
+
+    /// A walk that began at `start`.
+    fn starting_at(start: std::time::Instant) -> Walk {
         Walk {
             conf: nsswitch_conf(),
             modules: RefCell::new(Vec::new()),
             buffer: std::cell::Cell::new(Vec::new()),
-            deadline: std::time::Instant::now() + WALK_BOUND,
+            deadline: std::cell::Cell::new(start.checked_add(WALK_BOUND)),
         }
     }
 
@@ -246,10 +255,21 @@ impl Walk {
     /// answer, so one that came late is not believed (named after that source), and
     /// before each source is asked.
     fn in_time(&self) -> Result<(), NotEverySource> {
-        if std::time::Instant::now() > self.deadline {
-            return Err(NotEverySource::errno(libc::ETIME));
+        match self.deadline.get() {
+            Some(deadline) if std::time::Instant::now() <= deadline => Ok(()),
+            _ => Err(NotEverySource::errno(libc::ETIME)),
         }
-        Ok(())
+    }
+
+    /// `took` counted against the walk as if its questions had been asked on it (an
+    /// answer another walk got, reused): `ETIME` when the walk was past its deadline
+    /// before, as a question would have been refused, or is after, as a late answer
+    /// is. A time the clock cannot take off leaves no time at all.
+    pub(crate) fn spend(&self, took: std::time::Duration) -> Result<(), NotEverySource> {
+        self.in_time()?;
+        self.deadline
+            .set(self.deadline.get().and_then(|d| d.checked_sub(took)));
+        self.in_time()
     }
 
     /// `ask` with the walk's entry buffer (at least [`START_BUFFER`] bytes), which is
@@ -789,7 +809,7 @@ mod tests {
             conf: Ok("group: files pamtotpnosuchservice files pamtotpnosuchservice\n".into()),
             modules: RefCell::new(Vec::new()),
             buffer: std::cell::Cell::new(Vec::new()),
-            deadline: std::time::Instant::now() + WALK_BOUND,
+            deadline: std::cell::Cell::new(std::time::Instant::now().checked_add(WALK_BOUND)),
         };
         let root = CString::new("root").expect("name");
         assert_eq!(
@@ -816,7 +836,7 @@ mod tests {
             conf: Ok("group: files pamtotpnosuchservice\n".into()),
             modules: RefCell::new(Vec::new()),
             buffer: std::cell::Cell::new(Vec::new()),
-            deadline: std::time::Instant::now() + WALK_BOUND,
+            deadline: std::cell::Cell::new(std::time::Instant::now().checked_add(WALK_BOUND)),
         };
         assert_eq!(walk.gid_names_in_every_source(0), Ok(vec!["root".into()]));
         assert_eq!(walk.gid_names_in_every_source(3_999_999_999), Ok(vec![]));
@@ -832,7 +852,7 @@ mod tests {
             conf: Ok("group: files\n".into()),
             modules: RefCell::new(Vec::new()),
             buffer: std::cell::Cell::new(Vec::new()),
-            deadline,
+            deadline: std::cell::Cell::new(Some(deadline)),
         };
         let root = CString::new("root").expect("name");
         let now = std::time::Instant::now();
@@ -862,6 +882,76 @@ mod tests {
             in_time.gid_names_in_every_source(0),
             Ok(vec!["root".into()])
         );
+    }
+
+    /// A walk begun so near the end of the monotonic clock's range that its bound
+    /// cannot be added (libfaketime, or a broken clock) is not a panic in the host (an
+    /// sshd worker, an unwound `extern "C"`) and has no time left: every question is a
+    /// source that did not answer, so the code is asked. Control: a walk begun now
+    /// answers all three.
+    #[test]
+    fn a_walk_whose_deadline_overflows_the_clock_has_no_time() {
+        let now = std::time::Instant::now();
+        // The latest instant the clock can hold: its seconds found by halving.
+        let (mut fits, mut overflows) = (0u64, u64::MAX);
+        while overflows - fits > 1 {
+            let mid = fits + (overflows - fits) / 2;
+            if now
+                .checked_add(std::time::Duration::from_secs(mid))
+                .is_some()
+            {
+                fits = mid;
+            } else {
+                overflows = mid;
+            }
+        }
+        let last = now
+            .checked_add(std::time::Duration::from_secs(fits))
+            .expect("fits");
+        assert!(last.checked_add(WALK_BOUND).is_none(), "{fits}");
+        let root = CString::new("root").expect("name");
+        let at_the_end = Walk::starting_at(last);
+        assert_eq!(at_the_end.deadline.get(), None);
+        let errno = |e: NotEverySource| e.errno;
+        assert_eq!(
+            at_the_end.every_source(&root, 0).map_err(errno),
+            Err(libc::ETIME)
+        );
+        assert_eq!(
+            at_the_end
+                .group_in_every_source(&root)
+                .map(|_| ())
+                .map_err(errno),
+            Err(libc::ETIME)
+        );
+        assert_eq!(
+            at_the_end.gid_names_in_every_source(0).map_err(errno),
+            Err(libc::ETIME)
+        );
+        let control = Walk::starting_at(now);
+        assert!(control.deadline.get().is_some());
+        assert!(control.every_source(&root, 0).is_ok());
+        assert!(control.group_in_every_source(&root).is_ok());
+        assert!(control.gid_names_in_every_source(0).is_ok());
+    }
+
+    /// Time spent on another walk's answers counts against this one: what fits in
+    /// the bound is in time, what runs past it is `ETIME`, and the walk then asks
+    /// nothing more. Control: a walk that spent nothing answers.
+    #[test]
+    fn time_spent_elsewhere_counts_against_the_walks_deadline() {
+        let walk = Walk::starting_at(std::time::Instant::now());
+        let errno = |e: NotEverySource| e.errno;
+        assert_eq!(walk.spend(WALK_BOUND / 2), Ok(()));
+        assert!(walk.gid_names_in_every_source(0).is_ok());
+        assert_eq!(walk.spend(WALK_BOUND / 2).map_err(errno), Err(libc::ETIME));
+        assert_eq!(
+            walk.gid_names_in_every_source(0).map_err(errno),
+            Err(libc::ETIME)
+        );
+        let control = Walk::starting_at(std::time::Instant::now());
+        assert_eq!(control.spend(std::time::Duration::ZERO), Ok(()));
+        assert!(control.gid_names_in_every_source(0).is_ok());
     }
 
     /// A walk with time left, for the checks of one answer.

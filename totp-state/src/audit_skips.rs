@@ -25,13 +25,13 @@ pub struct Skips<'a> {
     /// `None`: no `accessfile=`; `Err`: why the module refuses it.
     file: Option<Result<Vec<u8>, String>>,
     groups: std::cell::RefCell<HashMap<String, Option<GroupEntry>>>,
-    /// The group of each name in every source (`None`: a source did not answer), asked
+    /// The group of each name in every source (`Err`: a source did not answer), asked
     /// only for a non-membership, once per group.
-    every_source: std::cell::RefCell<HashMap<String, Option<Vec<GroupEntry>>>>,
-    /// The names every source gives each gid (`None`: a source did not answer), asked
+    every_source: std::cell::RefCell<HashMap<String, Shared<Vec<GroupEntry>>>>,
+    /// The names every source gives each gid (`Err`: a source did not answer), asked
     /// only for a non-membership, once per gid for the whole audit; an account's walk
     /// that ran out before it answered is not kept ([`shared`]).
-    gid_names: std::cell::RefCell<HashMap<u32, Option<Vec<String>>>>,
+    gid_names: std::cell::RefCell<HashMap<u32, Shared<Vec<String>>>>,
     /// Whether the service's logins can have an origin: su, sudo and the other
     /// identity switches never have one (`totp_core::addr::classify_origin_with_reason`).
     origins: bool,
@@ -124,9 +124,23 @@ impl<'a> Skips<'a> {
             origin: Origin::Unknown,
         };
         let path = self.opts.accessfile.as_deref().unwrap_or_default();
-        match skip_decision(self.opts, self.rule_file(), &subject) {
+        let mut judged = self.judged_with(pw, &ask, &subject, path, file);
+        // Why a membership stayed unknown, in the words the module logs it with.
+        judged.0.reasons.extend(lists.why.take());
+        judged
+    }
+
+    fn judged_with(
+        &self,
+        pw: &Passwd,
+        ask: &dyn Fn(&str, Question) -> Membership,
+        subject: &Subject<'_>,
+        path: &str,
+        file: impl FnOnce() -> Finding,
+    ) -> (Finding, bool, Option<String>) {
+        match skip_decision(self.opts, self.rule_file(), subject) {
             SkipDecision::Ask => {
-                let sometimes = self.skips_some_origins(&pw.name, Groups::Each(&ask));
+                let sometimes = self.skips_some_origins(&pw.name, Groups::Each(ask));
                 (file(), false, sometimes)
             }
             SkipDecision::Skip(reason) => {
@@ -152,7 +166,7 @@ impl<'a> Skips<'a> {
                 // The group options alone, as the module would decide them once the
                 // rule file is fixed or removed.
                 if let SkipDecision::Skip(reason) =
-                    skip_decision(self.opts, RuleFile::Unset, &subject)
+                    skip_decision(self.opts, RuleFile::Unset, subject)
                 {
                     let why = self.barred().unwrap_or_default();
                     // Let in by the skip until now, denied from now on: a lockout the
@@ -277,12 +291,38 @@ impl<'a> Skips<'a> {
                     .ok()
                     .map(|l| &l.list)
             },
+            // The account's own walk, as the login's, and why a source did not answer
+            // said as the module logs it.
             || {
-                shared(&self.every_source, group.to_owned(), || {
-                    nss::lookup_group_in_every_source(group)
-                })
+                shared(
+                    &self.every_source,
+                    group.to_owned(),
+                    &lists.sources,
+                    &lists.groups_asked,
+                    || lists.sources.group(group),
+                )
+                .map_err(|e| lists.note(nss::group_unknown_reason(&pw.name, group, &e)))
+                .ok()
             },
-            |gid| shared(&self.gid_names, gid, || lists.sources.gid_names(gid)),
+            |gid| {
+                shared(
+                    &self.gid_names,
+                    gid,
+                    &lists.sources,
+                    &lists.gids_asked,
+                    || lists.sources.gid_names(gid),
+                )
+                .map_err(|e| {
+                    lists.note(nss::gid_unknown_reason(
+                        gid,
+                        &pw.name,
+                        group,
+                        &e,
+                        str::to_owned,
+                    ))
+                })
+                .ok()
+            },
         )
     }
 }
@@ -293,6 +333,21 @@ impl<'a> Skips<'a> {
 struct Lists {
     lists: nss::GroupLists,
     sources: nss::GroupSources,
+    /// Why a membership stayed unknown, each once, for the account's reasons.
+    why: std::cell::RefCell<Vec<String>>,
+    /// The groups and gids this account's walk has had answered (asked, or its time
+    /// spent on another account's answer).
+    groups_asked: std::cell::RefCell<std::collections::HashSet<String>>,
+    gids_asked: std::cell::RefCell<std::collections::HashSet<u32>>,
+}
+
+impl Lists {
+    fn note(&self, why: String) {
+        let mut notes = self.why.borrow_mut();
+        if !notes.contains(&why) {
+            notes.push(why);
+        }
+    }
 }
 
 /// Empties line `line` (1-based) of `text`, keeping its newline and so every other
@@ -308,22 +363,73 @@ fn blank_line(text: &mut Vec<u8>, line: usize) {
     });
 }
 
-/// The answer `ask` gives for `key`, kept in `known` for every later account of the
-/// audit (`None`: a source did not answer), except a walk's expired deadline: that is
-/// the asking account's walk (how many gids it had asked before), and the next
-/// account's login, on a walk of its own, may well get the answer.
-fn shared<K: std::hash::Hash + Eq, T: Clone>(
-    known: &std::cell::RefCell<HashMap<K, Option<T>>>,
+/// An answer kept for the other accounts of the audit, with the time it took.
+type Shared<T> = (Result<T, nss::NssError>, std::time::Duration);
+
+/// The answer `ask` gives for `key` on `sources` (the account's walk), kept in `known`
+/// for every later account of the audit (`Err`: a source did not answer, and why),
+/// except a walk's expired deadline: that is the asking account's walk (how many gids
+/// it had asked before), and the next account's login, on a walk of its own, may well
+/// get the answer. A kept answer costs each later account's walk the time it took the
+/// first (R36): that account's login asks it too, and a directory slow for each gid
+/// runs its walk past the deadline, where the code is asked (a lockout of an account
+/// without a secret file and without nullok) however fast the audit found it. Once
+/// per account (`asked`, the keys this account's walk has had): a login asks a gid's
+/// names once however many rules need them, and the audit walks the rules more than
+/// once.
+fn shared<K: std::hash::Hash + Eq + Clone, T: Clone>(
+    known: &std::cell::RefCell<HashMap<K, Shared<T>>>,
     key: K,
+    sources: &nss::GroupSources,
+    asked: &std::cell::RefCell<std::collections::HashSet<K>>,
     ask: impl FnOnce() -> Result<T, nss::NssError>,
-) -> Option<T> {
-    if let Some(answer) = known.borrow().get(&key) {
+) -> Result<T, nss::NssError> {
+    if let Some((answer, took)) = known.borrow().get(&key) {
+        if !asked.borrow().contains(&key) {
+            sources.spend(*took)?;
+            asked.borrow_mut().insert(key);
+        }
         return answer.clone();
     }
-    let answer = match ask() {
-        Err(e) if e.past_walk_deadline() => return None,
-        answer => answer.ok(),
-    };
-    known.borrow_mut().insert(key, answer.clone());
+    let began = std::time::Instant::now();
+    let answer = ask();
+    if !matches!(&answer, Err(e) if e.past_walk_deadline()) {
+        asked.borrow_mut().insert(key.clone());
+        known
+            .borrow_mut()
+            .insert(key, (answer.clone(), began.elapsed()));
+    }
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An answer kept from another account costs this account's walk its time once,
+    /// however often its rules ask it (the login asks it once): a gid that took 6 s is
+    /// in time on the second use too. Control: a second gid that took 6 s as well runs
+    /// the walk past its 10 s deadline.
+    #[test]
+    fn a_kept_answer_costs_an_account_its_time_once() {
+        let took = std::time::Duration::from_secs(6);
+        let known = std::cell::RefCell::new(HashMap::from([
+            (1u32, (Ok(vec!["one".to_owned()]), took)),
+            (2u32, (Ok(vec!["two".to_owned()]), took)),
+        ]));
+        let sources = nss::GroupSources::new();
+        let asked = std::cell::RefCell::new(std::collections::HashSet::new());
+        let never = || -> Result<Vec<String>, nss::NssError> { unreachable!("kept") };
+        for _ in 0..3 {
+            assert_eq!(
+                shared(&known, 1, &sources, &asked, never),
+                Ok(vec!["one".to_owned()])
+            );
+        }
+        let late = shared(&known, 2, &sources, &asked, never);
+        assert!(
+            late.as_ref().is_err_and(|e| e.past_walk_deadline()),
+            "{late:?}"
+        );
+    }
 }
