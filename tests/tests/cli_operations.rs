@@ -1263,3 +1263,47 @@ fn check_warns_about_a_line_that_lets_the_modules_own_failures_through() {
     assert!(!stderr.contains("CONTROL VALUES"), "control: {stderr}");
     assert!(stderr.contains("state store:"), "control: {stderr}");
 }
+
+/// `totp-state show --user` of a store refused as a whole (here a symlinked
+/// `--state-dir`) said the record's logins "are denied until `totp-state reset …`",
+/// which is refused for the same reason. It now says the store's fault must be fixed.
+/// Controls: that reset is indeed refused; a record unusable on its own (corrupt, in the
+/// real directory) still names the reset, which then succeeds.
+#[test]
+fn a_record_of_a_refused_store_names_the_store_fault_not_a_reset() {
+    if !require_root("a_record_of_a_refused_store_names_the_store_fault_not_a_reset") {
+        return;
+    }
+    let (stack, u) = recorded("su");
+    let base = system_tests::fleet::trusted_dir("su-link");
+    let link = base.path().join("state");
+    std::os::unix::fs::symlink(stack.state_dir(), &link).expect("symlink");
+    let link = link.to_str().expect("UTF-8");
+    let refused = "component \"state\" is a symlink; not followed";
+    let suggests_reset = "logins are denied until `totp-state reset";
+    let out = state_tool(&["show", "--user", &u.name, "--state-dir", link]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(stdout.contains(refused), "{stdout}");
+    assert!(!stdout.contains(suggests_reset), "{stdout}");
+    assert!(
+        stdout.contains("denied until that fault is fixed; `totp-state reset` is refused"),
+        "{stdout}"
+    );
+    // Control: the reset the old text suggested is refused.
+    let out = state_tool(&["reset", "--user", &u.name, "--state-dir", link]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(refused),
+        "{out:?}"
+    );
+    // Control: a corrupt record of a usable store still names the reset, which works.
+    fs::write(stack.state_file(u.uid), b"not a record").expect("corrupt the record");
+    let out = stack.state_tool(&["show", "--user", &u.name]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(stdout.contains("state record unusable"), "{stdout}");
+    assert!(stdout.contains(suggests_reset), "{stdout}");
+    let out = stack.state_tool(&["reset", "--user", &u.name]);
+    assert!(out.status.success(), "{out:?}");
+}

@@ -160,3 +160,59 @@ fn a_scratch_code_rewrite_keeps_the_files_mode_under_any_umask() {
         }
     }
 }
+
+/// A store directory (and a parent) that a creator left as the umask made it, dead
+/// before its chmod, or found so by a racing creator: mode 0000, owned by the
+/// unprivileged host's user. The walk gives the owner its bits back, through a
+/// descriptor that follows nothing, and the login succeeds; before, the walk accepted
+/// the directory and every later login of that user was denied. Controls: directories
+/// whose owner has all its bits keep their modes, and so does a parent its owner can
+/// pass through but not write (0500).
+#[test]
+fn a_store_directory_left_without_its_owners_bits_is_repaired() {
+    let t = "a_store_directory_left_without_its_owners_bits_is_repaired";
+    if !require_root(t) || !require_tool(t, "setpriv") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("ur");
+    let local = u.home.join(".local");
+    let parent = local.join("state");
+    let state = parent.join("pam_totp");
+    let stack = Stack::probe("svc", &format!("state_dir={}", state.display()));
+    fs::set_permissions(stack.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    // (parent's mode, state directory's mode, what each is after the login)
+    let cases = [
+        (0o000, 0o000, 0o700, 0o700),
+        (0o755, 0o000, 0o755, 0o700),
+        (0o000, 0o700, 0o700, 0o700),
+        // Controls: nothing missing, nothing changed.
+        (0o750, 0o750, 0o750, 0o750),
+        (0o755, 0o700, 0o755, 0o700),
+        // A parent its owner made read-only on purpose still leads to the store: kept.
+        (0o500, 0o700, 0o500, 0o700),
+    ];
+    for (i, (p_mode, s_mode, p_after, s_after)) in cases.into_iter().enumerate() {
+        let _ = fs::remove_dir_all(&local);
+        fs::create_dir_all(&state).expect("mkdir");
+        for d in [&local, &parent, &state] {
+            std::os::unix::fs::chown(d, Some(u.uid), Some(u.gid)).expect("chown");
+        }
+        fs::set_permissions(&local, fs::Permissions::from_mode(0o700)).expect("chmod");
+        fs::set_permissions(&state, fs::Permissions::from_mode(s_mode)).expect("chmod");
+        fs::set_permissions(&parent, fs::Permissions::from_mode(p_mode)).expect("chmod");
+        let what = format!("parent {p_mode:o}, state directory {s_mode:o}");
+        let at = T0 + 90 * i as u64;
+        let login = |at: u64| Driver::login(&stack, &u, &code_at(&secret, at)).at(at);
+        let d = under_umask(&login(at), "022", Some(&u));
+        assert_eq!(d.returned(), Returned::Success, "{what}: {d:?}");
+        assert_eq!(perm(&parent), p_after, "{what}: parent");
+        assert_eq!(perm(&state), s_after, "{what}: state directory");
+        assert_eq!(
+            perm(&state.join(u.uid.to_string())),
+            0o600,
+            "{what}: record"
+        );
+        let d = under_umask(&login(at + 30), "022", Some(&u));
+        assert_eq!(d.returned(), Returned::Success, "{what}, next: {d:?}");
+    }
+}

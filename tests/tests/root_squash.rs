@@ -1295,3 +1295,94 @@ fn resync_and_new_scratch_codes_work_on_an_nfs4_home() {
         assert_eq!(mode_owner(&path), (0o400, u.uid, u.gid), "{flags:?}");
     }
 }
+
+/// `totp-enroll --regenerate-scratch-codes` on an NFSv4 home (the lock refused, the
+/// file read unlocked) while a login of this host strikes a scratch code: strace stops
+/// the CLI at the fsync of its new file, after the second read that compares, before
+/// the rename; the test then renames the login's file into place, as that login would,
+/// and lets the CLI go on. The check on the name right before the rename finds another
+/// file there: nothing is written (the login's strike stays, so a host with its own
+/// state store refuses that code), and the run says so and to run again (before, it
+/// said the file "kept being replaced while locking"). Control: the same stop without
+/// the rewrite, and the new codes are written.
+#[test]
+fn a_login_rewrite_during_new_scratch_codes_on_an_nfs4_home_is_not_undone() {
+    let t = "a_login_rewrite_during_new_scratch_codes_on_an_nfs4_home_is_not_undone";
+    if !require_fuse(t) || !require_tool(t, "strace") {
+        return;
+    }
+    let u = TestUser::create("sqr");
+    let left = "27182818";
+    for raced in [false, true] {
+        let secret = system_tests::random_secret_b32();
+        let text = format!("{}{SCRATCH}\n{left}\n", totp_file(&secret));
+        let path = u.write_secret(&text, 0o400);
+        let struck = format!("{}{left}\n", totp_file(&secret));
+        let trace_dir = tempfile::tempdir().expect("tempdir");
+        let trace = trace_dir.path().join("strace.out");
+        let mount = mount_squashed_with("--nfs4-flock", &u.home, &path, None);
+        let mut regenerate = Command::new("strace");
+        regenerate
+            .args(["-D", "-f", "-qq", "-e", "trace=fsync", "-e"])
+            .arg("inject=fsync:signal=SIGSTOP:when=1")
+            .arg("-o")
+            .arg(&trace)
+            .arg(&built().enroll)
+            .args([
+                "--regenerate-scratch-codes",
+                "--user",
+                &u.name,
+                "-q",
+                "--non-interactive",
+            ]);
+        let out = std::thread::scope(|scope| {
+            let run = scope.spawn(|| with_syslog_capture_after(&mount, &regenerate).0);
+            // Bounded by the run: it ends (and the test fails) if it never stops.
+            let pid = loop {
+                let lines = fs::read_to_string(&trace).unwrap_or_default();
+                if let Some(pid) = lines
+                    .lines()
+                    .find(|l| l.contains("--- stopped by SIGSTOP ---"))
+                    .and_then(|l| l.split_whitespace().next()?.parse::<i32>().ok())
+                {
+                    break pid;
+                }
+                assert!(
+                    !run.is_finished(),
+                    "the CLI ended without stopping at its fsync: {:?}",
+                    run.join()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            };
+            if raced {
+                let temp = u.home.join(".google_authenticator~login");
+                write_owned(&temp, struck.as_bytes(), u.uid, u.gid, 0o400);
+                fs::rename(&temp, &path).expect("rename the login's file into place");
+            }
+            let cont = Command::new("kill")
+                .args(["-CONT", &pid.to_string()])
+                .status()
+                .expect("kill -CONT");
+            assert!(cont.success(), "kill -CONT {pid}");
+            run.join().expect("the CLI thread")
+        });
+        let after = String::from_utf8(read_bytes(&path)).expect("utf-8");
+        assert_eq!(mode_owner(&path), (0o400, u.uid, u.gid), "raced {raced}");
+        if raced {
+            assert!(!out.status.success(), "{out:?}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("was replaced while it was being updated")
+                    && stderr.contains("nothing was written; run again"),
+                "{stderr}"
+            );
+            assert_eq!(after, struck, "the login's strike is kept");
+        } else {
+            assert!(out.status.success(), "{out:?}");
+            assert!(
+                !after.contains(SCRATCH) && !after.contains(left),
+                "new codes written: {after}"
+            );
+        }
+    }
+}

@@ -185,9 +185,24 @@ pub fn replace_existing(
             )));
         }
     }
-    locked
-        .replace(new_contents)
-        .map_err(|e| file_error(target.path(), e))
+    // The last check, on the name, right before the rename (`LockedFile::replace`):
+    // another file renamed into place since the read is never replaced. Said as what it
+    // is, with what to do; it was "kept being replaced while locking", which told an
+    // admin neither that nothing was written nor to run again.
+    locked.replace(new_contents).map_err(|e| match e {
+        FileError::Unstable => Error::failed(format!(
+            "\"{}\" was replaced while it was being updated ({}): nothing was written; \
+             run again",
+            target.path().display(),
+            if locked.is_locked() {
+                "by a writer that takes no lock, such as GA's module"
+            } else {
+                "a login rewrote it, and its file system refuses the lock that would have \
+                 kept the login waiting"
+            }
+        )),
+        e => file_error(target.path(), e),
+    })
 }
 
 /// The existing secret file, read with the checks [`lock_existing`] makes, unlocked: to

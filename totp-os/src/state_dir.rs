@@ -42,7 +42,9 @@
 //! record (a readable one keeps its replay marks through a reset).
 //!
 //! The directory is created when missing (as `pam_faillock` does), mode 0700, with
-//! missing parents 0755, all owned by the calling process's effective uid.
+//! missing parents 0755, all owned by the calling process's effective uid. A
+//! directory of the owner's found without one of the owner's bits (a creator died
+//! before its chmod) gets them back; see `StateDir::lacks_owner_bits`.
 //!
 //! ## The store key
 //!
@@ -335,15 +337,16 @@ impl StateDir {
     /// Walks to the directory without following anything, creating what is missing
     /// when `create` (else `None` when a component is missing).
     fn open_dir(&self, create: bool) -> Result<Option<OwnedFd>, StoreError> {
-        Ok(match self.walk(create)? {
+        Ok(match self.walk(create, true)? {
             Walked::Dir(fd) => Some(fd),
             Walked::Missing(_) => None,
         })
     }
 
     /// [`StateDir::open_dir`], with the deepest directory the walk reached (and
-    /// checked) when a component is missing.
-    fn walk(&self, create: bool) -> Result<Walked, StoreError> {
+    /// checked) when a component is missing. With `repair`, a directory of the owner's
+    /// missing one of the owner's bits gets them ([`StateDir::lacks_owner_bits`]).
+    fn walk(&self, create: bool, repair: bool) -> Result<Walked, StoreError> {
         let shown = self.path.display().to_string();
         let bad = |m: String| StoreError::Refused(format!("state directory {shown}: {m}"));
         if !self.path.is_absolute() {
@@ -444,10 +447,34 @@ impl StateDir {
                     self.owner
                 )));
             }
+            if repair && self.lacks_owner_bits(&st, is_last) {
+                let mode = Mode::from_bits_truncate((st.st_mode & 0o7777) | 0o700);
+                give_mode(&fd, mode)
+                    .map_err(|e| os_error(&format!("set the mode of {shown}"), e))?;
+            }
             cur = fd;
         }
         // An O_PATH descriptor names entries; `sync_dir` opens one that can be synced.
         Ok(Walked::Dir(cur))
+    }
+
+    /// Whether `st`, a directory of the store's path the walk accepted, is its owner's
+    /// and misses one of the owner's permission bits, which the walk then adds. A
+    /// creator that died between its `mkdirat` and its chmod (or a racing one that
+    /// found the directory before that chmod) left what the umask gave: 0000 under a
+    /// screen locker's 0777, and an unprivileged host could neither enter it nor
+    /// create below it again, denying every later login of its user. The store's own
+    /// directory always; a directory above it only for an owner other than root, whose
+    /// override needs no bit, so that a root host never changes a system directory, and
+    /// only when its owner cannot even pass through it: a home the user made 0500 on
+    /// purpose still leads to the store and is left as it is.
+    fn lacks_owner_bits(&self, st: &FileStat, is_last: bool) -> bool {
+        let missing = if is_last {
+            st.st_mode & 0o700 != 0o700
+        } else {
+            self.owner != 0 && st.st_mode & 0o100 == 0
+        };
+        st.st_uid == self.owner && missing
     }
 
     /// Whether a login could record its attempt here, without writing anything: the
@@ -459,7 +486,8 @@ impl StateDir {
         let shown = self.path.display().to_string();
         // The descriptor the walk checked, never the path again: a name resolved anew
         // would follow a symlink put there since.
-        let (Walked::Dir(fd) | Walked::Missing(fd)) = self.walk(false)?;
+        // No repair: nothing is written here, and the login's walk makes the repair.
+        let (Walked::Dir(fd) | Walked::Missing(fd)) = self.walk(false, false)?;
         let flags = statvfs::fstatvfs(&fd)
             .map_err(|e| os_error(&format!("statvfs {shown}"), e))?
             .flags();
@@ -537,7 +565,11 @@ impl StateDir {
             } else {
                 st.st_uid == 0 || st.st_uid == self.owner
             };
-            if kind(&st) != SFlag::S_IFDIR || !owner_ok || st.st_mode & 0o022 != 0 {
+            if kind(&st) != SFlag::S_IFDIR
+                || !owner_ok
+                || st.st_mode & 0o022 != 0
+                || self.lacks_owner_bits(&st, i == last)
+            {
                 return None;
             }
             up.push("..");
@@ -1131,6 +1163,19 @@ fn open_new_dir(cur: &OwnedFd, name: &OsStr, mode: Mode) -> Result<OwnedFd, Errn
         }
         Err(e) => Err(e),
     }
+}
+
+/// `mode` given to the directory `dir` (an `O_PATH` descriptor, which `fchmod` refuses)
+/// through its /proc link, which leads to that very directory whatever its name leads
+/// to now; no permission on the directory is needed, so one left 0000 is reached.
+fn give_mode(dir: &OwnedFd, mode: Mode) -> Result<(), Errno> {
+    let link = format!("/proc/self/fd/{}", dir.as_raw_fd());
+    stat::fchmodat(
+        fcntl::AT_FDCWD,
+        link.as_str(),
+        mode,
+        FchmodatFlags::FollowSymlink,
+    )
 }
 
 /// A record an earlier version created with holes, allocated now while there is room

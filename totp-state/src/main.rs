@@ -428,7 +428,12 @@ fn run(cmd: Command) -> Result<(), Stop> {
         let local_note = local
             .as_ref()
             .map(|l| local_marks_note(l, uid, name.as_deref()));
+        // A record unreadable because the store itself is refused (a symlinked or
+        // world-writable --state-dir, a server down): the reset the text would suggest
+        // is refused for the same reason.
+        let store_fault = read.is_err() && store.context(Missing::Leave).is_err();
         let mut r = Report::new((uid != NO_UID).then_some(uid), name, read, now);
+        r.store_fault = store_fault;
         r.local_marks = local;
         failed |= r.error.is_some();
         if target.json {

@@ -38,6 +38,11 @@ pub struct Report {
     pub uid: Option<Uid>,
     /// Why the record cannot be used (the module denies this user until it is reset).
     pub error: Option<String>,
+    /// The fault is the whole store's (its directory refused, its key unusable, its
+    /// server not answering), which a reset of the record cannot reach: the text then
+    /// says to fix the store, not to run a reset that would be refused too.
+    #[serde(skip)]
+    pub store_fault: bool,
     pub last_step: Option<u64>,
     pub last_accepted: Option<String>,
     /// True when the replay mark is after every mark a login honours (more than a day
@@ -96,6 +101,7 @@ impl Report {
             user,
             uid,
             error: None,
+            store_fault: false,
             last_step: None,
             last_accepted: None,
             mark_ahead_of_clock: false,
@@ -201,6 +207,14 @@ impl Report {
                 .or_else(|| self.uid.map(|u| u.to_string()))
                 .or_else(|| self.user.as_deref().map(|u| format!("{u:?}")))
                 .unwrap_or_default();
+            if self.store_fault {
+                out.push_str(&format!(
+                    "  UNUSABLE: {}\n  logins through this store are denied until that fault \
+                     is fixed; `totp-state reset` is refused as well until then\n",
+                    crate::quote::text(e)
+                ));
+                return out;
+            }
             out.push_str(&format!(
                 "  UNUSABLE: {}\n  logins are denied until `totp-state reset --user {account}{store}`\n",
                 crate::quote::text(e)
