@@ -761,3 +761,67 @@ fn regenerated_scratch_codes_without_room_are_refused_with_the_cause() {
         .count();
     assert_eq!(codes, 5, "{}", &file[file.len() - 60..]);
 }
+
+/// `--json` names the bookkeeping lines a resync near the size cap left as they were
+/// (totp-enroll(1): `lines_not_updated`), as the warning on standard error does, so a
+/// configuration tool that reads only the JSON knows the two codes typed are not marked
+/// used in the file; the phone's next code logs in. Control: with room for every line,
+/// the field is empty and nothing is warned.
+#[test]
+fn resync_json_names_the_lines_left_near_the_size_cap() {
+    if !ready("resync_json_names_the_lines_left_near_the_size_cap") {
+        return;
+    }
+    let cap = totp_core::gafile::MAX_FILE_LEN - totp_core::resync::GA_LOGIN_RESERVE;
+    let skew_line = "\" TIME_SKEW -20\n".len();
+    let secret = random_secret_b32();
+    let user = TestUser::create("rjz");
+    let stack = Stack::with_module(SERVICE, "max_time_skew=30");
+    let stack_dir = stack.path().to_str().expect("utf-8").to_owned();
+    let resync = |at: u64| {
+        let out = enroll_at(
+            at,
+            &[
+                "resync",
+                "--user",
+                &user.name,
+                "--service",
+                SERVICE,
+                "--pam-dir",
+                &stack_dir,
+                "--json",
+                &phone_code(&secret, at - 30),
+                &phone_code(&secret, at),
+            ],
+            None,
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&stdout_of_success(&out)).expect("one JSON object");
+        let left: Vec<String> = v["lines_not_updated"]
+            .as_array()
+            .expect("lines_not_updated is a list")
+            .iter()
+            .map(|l| l.as_str().expect("a line's key").to_owned())
+            .collect();
+        (v, left, text(&out.stderr))
+    };
+
+    let path = user.write_secret(&padded_file(&secret, cap - skew_line), 0o600);
+    let (v, left, stderr) = resync(T0);
+    assert_eq!(v["skew_steps"], -20, "{v}");
+    assert_eq!(left, ["PAM_TOTP_LAST_STEP", "DISALLOW_REUSE"], "{v}");
+    assert!(stderr.contains("left as they were"), "{stderr}");
+    assert_eq!(read(&path).len(), cap);
+    let later = T0 + 60;
+    assert_eq!(
+        login(&stack, &user, &phone_code(&secret, later), later),
+        "PAM_SUCCESS"
+    );
+
+    // Control: room for every line.
+    user.write_secret(&padded_file(&secret, cap - 1000), 0o600);
+    let (v, left, stderr) = resync(T0 + 600);
+    assert_eq!(v["skew_steps"], -20, "{v}");
+    assert!(left.is_empty(), "{v}");
+    assert!(!stderr.contains("left as"), "{stderr}");
+}
