@@ -658,7 +658,7 @@ fn new_scratch_codes_near_the_cap_leave_room_for_ga_s_next_login() {
     let user = TestUser::create("rzs");
     let ga_stack = Stack::new();
     ga_stack.service(SERVICE, &format!("auth required {}\n", ga.display()));
-    let regenerate = || {
+    let regenerate_as = |how: &str| {
         enroll_at(
             T0,
             &[
@@ -667,12 +667,13 @@ fn new_scratch_codes_near_the_cap_leave_room_for_ga_s_next_login() {
                 &user.name,
                 "-e",
                 "5",
-                "-q",
+                how,
                 "--non-interactive",
             ],
             None,
         )
     };
+    let regenerate = || regenerate_as("-q");
     let code = |secret: &str, at: u64| oathtool_totp(secret, at, 30, 6, "sha1");
 
     let secret = random_secret_b32();
@@ -686,6 +687,15 @@ fn new_scratch_codes_near_the_cap_leave_room_for_ga_s_next_login() {
         "{stderr}"
     );
     assert_eq!(read(&path), before, "file untouched");
+    // Refused before the codes are shown (totp-enroll(1)): `--json` prints none.
+    let out = regenerate_as("--json");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        !text(&out.stdout).contains("scratch_codes"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(read(&path), before, "file untouched");
     assert_eq!(
         login(&ga_stack, &user, &code(&secret, T0), T0),
         "PAM_SUCCESS"
@@ -695,8 +705,13 @@ fn new_scratch_codes_near_the_cap_leave_room_for_ga_s_next_login() {
     let secret = random_secret_b32();
     let reserve = totp_core::resync::GA_LOGIN_RESERVE;
     let path = user.write_secret(&padded_file(&secret, cap - reserve - five_codes), 0o600);
-    let out = regenerate();
+    let out = regenerate_as("--json");
     assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("\"scratch_codes\""),
+        "{}",
+        text(&out.stdout)
+    );
     let file = read(&path);
     assert_eq!(file.len(), cap - reserve, "five codes written");
     for at in [T0 + 60, T0 + 120] {
