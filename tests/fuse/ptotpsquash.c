@@ -23,7 +23,11 @@
  * an NFS client mounted with `local_lock=all` would. With `--nfs4-flock` before the
  * other arguments, flock is served here as an NFSv4 client serves it (emulated with a
  * whole-file lock on the server): an exclusive lock on a descriptor not open for
- * writing fails with EBADF (flock(2)); any other lock is taken on the backing file. There is no lockd, no client-side
+ * writing fails with EBADF (flock(2)); any other lock is taken on the backing file.
+ * `--nfs4-flock-changing` does the same, and stands for a login on another host
+ * rewriting the file while a writer works without the lock: after a refused lock, the
+ * second regular file opened (the writer's read again before its rename) finds a line
+ * appended to it first. There is no lockd, no client-side
  * caching of attributes or access rights, no delegation and no silly-rename.
  *
  * With a third argument, LOG, every operation done as a caller is appended to it as
@@ -265,8 +269,20 @@ static int open_as_caller(const char *op, const char *path, struct fuse_file_inf
     return err;
 }
 
+/* `--nfs4-flock-changing`: opens counted since the last refused lock (-1: none). */
+static int change_after_refusal = 0;
+static int opens_since_refusal = -1;
+
 static int sq_open(const char *path, struct fuse_file_info *fi)
 {
+    if (opens_since_refusal >= 0 && ++opens_since_refusal == 2) {
+        opens_since_refusal = -1;
+        static const char line[] = "\" X_WRITTEN_BY_ANOTHER_HOST\n";
+        int fd = openat(backing, rel(path), O_WRONLY | O_APPEND | O_CLOEXEC);
+        if (fd == -1 || write(fd, line, sizeof line - 1) != (ssize_t)(sizeof line - 1))
+            return -EIO;
+        close(fd);
+    }
     return open_as_caller("sq_open", path, fi, fi->flags, 0);
 }
 
@@ -314,8 +330,11 @@ static int sq_flock(const char *path, struct fuse_file_info *fi, int op)
     int mode = fcntl((int)fi->fh, F_GETFL);
     if (mode == -1)
         return -errno;
-    if ((op & LOCK_EX) && (mode & O_ACCMODE) == O_RDONLY)
+    if ((op & LOCK_EX) && (mode & O_ACCMODE) == O_RDONLY) {
+        if (change_after_refusal)
+            opens_since_refusal = 0;
         return -EBADF;
+    }
     return flock((int)fi->fh, op) == -1 ? -errno : 0;
 }
 
@@ -415,7 +434,9 @@ static const struct fuse_operations ops = {
 int main(int argc, char **argv)
 {
     struct fuse_operations served = ops;
-    if (argc > 1 && strcmp(argv[1], "--nfs4-flock") == 0) {
+    if (argc > 1 && (strcmp(argv[1], "--nfs4-flock") == 0 ||
+                     strcmp(argv[1], "--nfs4-flock-changing") == 0)) {
+        change_after_refusal = strcmp(argv[1], "--nfs4-flock-changing") == 0;
         nfs4_flock = 1;
         served.flock = sq_flock;
         argv[1] = argv[0];

@@ -658,7 +658,7 @@ fn new_scratch_codes_near_the_cap_leave_room_for_ga_s_next_login() {
     let user = TestUser::create("rzs");
     let ga_stack = Stack::new();
     ga_stack.service(SERVICE, &format!("auth required {}\n", ga.display()));
-    let regenerate = || {
+    let regenerate_as = |how: &str| {
         enroll_at(
             T0,
             &[
@@ -667,12 +667,13 @@ fn new_scratch_codes_near_the_cap_leave_room_for_ga_s_next_login() {
                 &user.name,
                 "-e",
                 "5",
-                "-q",
+                how,
                 "--non-interactive",
             ],
             None,
         )
     };
+    let regenerate = || regenerate_as("-q");
     let code = |secret: &str, at: u64| oathtool_totp(secret, at, 30, 6, "sha1");
 
     let secret = random_secret_b32();
@@ -686,6 +687,15 @@ fn new_scratch_codes_near_the_cap_leave_room_for_ga_s_next_login() {
         "{stderr}"
     );
     assert_eq!(read(&path), before, "file untouched");
+    // Refused before the codes are shown (totp-enroll(1)): `--json` prints none.
+    let out = regenerate_as("--json");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        !text(&out.stdout).contains("scratch_codes"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(read(&path), before, "file untouched");
     assert_eq!(
         login(&ga_stack, &user, &code(&secret, T0), T0),
         "PAM_SUCCESS"
@@ -695,8 +705,13 @@ fn new_scratch_codes_near_the_cap_leave_room_for_ga_s_next_login() {
     let secret = random_secret_b32();
     let reserve = totp_core::resync::GA_LOGIN_RESERVE;
     let path = user.write_secret(&padded_file(&secret, cap - reserve - five_codes), 0o600);
-    let out = regenerate();
+    let out = regenerate_as("--json");
     assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("\"scratch_codes\""),
+        "{}",
+        text(&out.stdout)
+    );
     let file = read(&path);
     assert_eq!(file.len(), cap - reserve, "five codes written");
     for at in [T0 + 60, T0 + 120] {
@@ -760,4 +775,68 @@ fn regenerated_scratch_codes_without_room_are_refused_with_the_cause() {
         .filter(|l| l.len() == 8 && l.bytes().all(|b| b.is_ascii_digit()))
         .count();
     assert_eq!(codes, 5, "{}", &file[file.len() - 60..]);
+}
+
+/// `--json` names the bookkeeping lines a resync near the size cap left as they were
+/// (totp-enroll(1): `lines_not_updated`), as the warning on standard error does, so a
+/// configuration tool that reads only the JSON knows the two codes typed are not marked
+/// used in the file; the phone's next code logs in. Control: with room for every line,
+/// the field is empty and nothing is warned.
+#[test]
+fn resync_json_names_the_lines_left_near_the_size_cap() {
+    if !ready("resync_json_names_the_lines_left_near_the_size_cap") {
+        return;
+    }
+    let cap = totp_core::gafile::MAX_FILE_LEN - totp_core::resync::GA_LOGIN_RESERVE;
+    let skew_line = "\" TIME_SKEW -20\n".len();
+    let secret = random_secret_b32();
+    let user = TestUser::create("rjz");
+    let stack = Stack::with_module(SERVICE, "max_time_skew=30");
+    let stack_dir = stack.path().to_str().expect("utf-8").to_owned();
+    let resync = |at: u64| {
+        let out = enroll_at(
+            at,
+            &[
+                "resync",
+                "--user",
+                &user.name,
+                "--service",
+                SERVICE,
+                "--pam-dir",
+                &stack_dir,
+                "--json",
+                &phone_code(&secret, at - 30),
+                &phone_code(&secret, at),
+            ],
+            None,
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&stdout_of_success(&out)).expect("one JSON object");
+        let left: Vec<String> = v["lines_not_updated"]
+            .as_array()
+            .expect("lines_not_updated is a list")
+            .iter()
+            .map(|l| l.as_str().expect("a line's key").to_owned())
+            .collect();
+        (v, left, text(&out.stderr))
+    };
+
+    let path = user.write_secret(&padded_file(&secret, cap - skew_line), 0o600);
+    let (v, left, stderr) = resync(T0);
+    assert_eq!(v["skew_steps"], -20, "{v}");
+    assert_eq!(left, ["PAM_TOTP_LAST_STEP", "DISALLOW_REUSE"], "{v}");
+    assert!(stderr.contains("left as they were"), "{stderr}");
+    assert_eq!(read(&path).len(), cap);
+    let later = T0 + 60;
+    assert_eq!(
+        login(&stack, &user, &phone_code(&secret, later), later),
+        "PAM_SUCCESS"
+    );
+
+    // Control: room for every line.
+    user.write_secret(&padded_file(&secret, cap - 1000), 0o600);
+    let (v, left, stderr) = resync(T0 + 600);
+    assert_eq!(v["skew_steps"], -20, "{v}");
+    assert!(left.is_empty(), "{v}");
+    assert!(!stderr.contains("left as"), "{stderr}");
 }

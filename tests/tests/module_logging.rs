@@ -436,3 +436,45 @@ fn a_file_without_a_recognised_mode_line_is_logged_as_the_files_fault() {
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?} {logs:#?}");
     assert!(!logs.iter().any(|l| l.contains(&no_mode)), "{logs:#?}");
 }
+
+/// `" HOTP_COUNTER 0` is spelled as a mode line should be, yet a counter below 1 is no
+/// counter (for GA too): without `TOTP_AUTH` and scratch codes the file accepts
+/// nothing. The line naming the file's fault said a mode line "must read
+/// '" HOTP_COUNTER n'", which the admin reads as what the file already holds; it now
+/// says the counter must be 1 or more. Control: `" HOTP_COUNTER 1` logs the token's
+/// code in, without the line.
+#[test]
+fn an_hotp_counter_of_0_is_named_as_no_counter() {
+    let t = "an_hotp_counter_of_0_is_named_as_no_counter";
+    if !require_root(t) || !require_tool(t, "oathtool") {
+        return;
+    }
+    let u = TestUser::create("hz");
+    let secret = random_secret_b32();
+    let stack = Stack::with_module("svc", "");
+    let t = now();
+    let file = u.secret_path().display().to_string();
+    let no_mode = format!("secret file {file} has no TOTP_AUTH or HOTP_COUNTER line");
+    let login = |counter: u64, at: u64| {
+        u.write_secret(&format!("{secret}\n\" HOTP_COUNTER {counter}\n"), 0o600);
+        capture_syslog(&Driver::login(&stack, &u, &oathtool_hotp(&secret, counter)).at(at))
+    };
+    let (d, logs) = login(0, t);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert!(
+        logs.iter().any(|l| l.starts_with("<83>")
+            && l.contains(&no_mode)
+            && l.contains("with n of 1 or more")
+            && l.contains("nor a counter of 0")),
+        "{logs:#?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("code not verified (secret file unusable)")),
+        "{logs:#?}"
+    );
+    // Control: a counter of 1 is a counter.
+    let (d, logs) = login(1, t + 60);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?} {logs:#?}");
+    assert!(!logs.iter().any(|l| l.contains(&no_mode)), "{logs:#?}");
+}

@@ -1386,3 +1386,70 @@ fn a_login_rewrite_during_new_scratch_codes_on_an_nfs4_home_is_not_undone() {
         }
     }
 }
+
+/// Without the lock an NFSv4 home refuses, `totp-enroll resync` and
+/// `--regenerate-scratch-codes` read the file again right before the rename and write
+/// only if it still holds what they read (totp-enroll(1)): a login on another host
+/// that rewrote it meanwhile (a used scratch code, a `RATE_LIMIT` entry) is never
+/// undone. The stand-in appends a line between the two reads: nothing is written, the
+/// run fails with status 1 asking to be run again, and the other host's line stays.
+/// Control: the same runs without the change write the file.
+#[test]
+fn an_unlocked_update_of_a_file_changed_meanwhile_writes_nothing() {
+    let t = "an_unlocked_update_of_a_file_changed_meanwhile_writes_nothing";
+    if !require_fuse(t) || !require_tool(t, "oathtool") {
+        return;
+    }
+    let u = TestUser::create("sqc");
+    for (flags, changed) in [("--nfs4-flock-changing", true), ("--nfs4-flock", false)] {
+        let secret = system_tests::random_secret_b32();
+        let text = format!("{secret}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n{SCRATCH}\n");
+        let path = u.write_secret(&text, 0o400);
+        let phone = |t: u64| oathtool_totp(&secret, t - 300, 30, 6, "sha1");
+        let mount = mount_squashed_with(flags, &u.home, &path, None);
+        let mut resync = Command::new(&built().enroll);
+        resync
+            .args(["resync", "--user", &u.name, &phone(T0 - 30), &phone(T0)])
+            .env("LD_PRELOAD", libfaketime())
+            .env("FAKETIME", faketime_date(T0))
+            .env("TZ", "UTC");
+        let (out, _) = with_syslog_capture_after(&mount, &resync);
+        let file = String::from_utf8(read_bytes(&path)).expect("utf-8");
+        if changed {
+            assert_eq!(out.status.code(), Some(1), "{out:?}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("changed while it was being updated")
+                    && stderr.contains("nothing was written; run again"),
+                "{stderr}"
+            );
+            assert_eq!(file, format!("{text}\" X_WRITTEN_BY_ANOTHER_HOST\n"));
+        } else {
+            assert!(out.status.success(), "{out:?}");
+            assert!(file.contains("\" TIME_SKEW -10\n"), "{file}");
+        }
+
+        let before = read_bytes(&path);
+        let mut regenerate = Command::new(&built().enroll);
+        regenerate.args([
+            "--regenerate-scratch-codes",
+            "--user",
+            &u.name,
+            "-q",
+            "--non-interactive",
+        ]);
+        let (out, _) = with_syslog_capture_after(&mount, &regenerate);
+        let file = String::from_utf8(read_bytes(&path)).expect("utf-8");
+        if changed {
+            assert_eq!(out.status.code(), Some(1), "{out:?}");
+            let mut expected = before.clone();
+            expected.extend_from_slice(b"\" X_WRITTEN_BY_ANOTHER_HOST\n");
+            assert_eq!(file.as_bytes(), expected.as_slice(), "nothing written");
+            assert!(file.contains(SCRATCH), "{file}");
+        } else {
+            assert!(out.status.success(), "{out:?}");
+            assert!(!file.contains(SCRATCH), "{file}");
+        }
+        assert_eq!(mode_owner(&path), (0o400, u.uid, u.gid), "{flags:?}");
+    }
+}

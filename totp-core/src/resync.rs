@@ -684,6 +684,44 @@ mod tests {
         }
     }
 
+    /// An HOTP file near the size cap: the counter's line is the resync itself, so
+    /// where its longer value would take the file into GA's reserve (and the file
+    /// grows) nothing is written and the line is named (totp-enroll(1)). Controls: a
+    /// counter of the same length keeps the file's size and is written; the file with
+    /// room takes the longer one.
+    #[test]
+    fn a_counter_without_room_below_the_cap_is_refused_naming_the_line() {
+        let limit = gafile::MAX_FILE_LEN - GA_LOGIN_RESERVE;
+        let padded_hotp = |len: usize| {
+            let base = format!("{KEY}\n\" HOTP_COUNTER 1\n\" X_PAD \n");
+            let pad = "a".repeat(len - base.len());
+            let text = format!("{KEY}\n\" HOTP_COUNTER 1\n\" X_PAD {pad}\n");
+            assert_eq!(text.len(), len);
+            GaFile::parse(text.as_bytes()).expect("file")
+        };
+        let pair = |f: &GaFile, token: u64| {
+            resync_counter(f, code_at(token).as_bytes(), code_at(token + 1).as_bytes())
+        };
+        let full = padded_hotp(limit);
+        assert_eq!(
+            pair(&full, 500).map(|r| r.second_counter),
+            Err(ResyncError::NoRoom {
+                key: KEY_HOTP_COUNTER
+            })
+        );
+        let same_length = pair(&full, 5).expect("found");
+        assert_eq!(same_length.file.as_bytes().len(), limit);
+        assert_eq!(
+            same_length.file.config().expect("valid").mode,
+            Mode::Hotp { counter: 7 }
+        );
+        let roomy = pair(&padded_hotp(limit - 100), 500).expect("found");
+        assert_eq!(
+            roomy.file.config().expect("valid").mode,
+            Mode::Hotp { counter: 502 }
+        );
+    }
+
     #[test]
     fn a_counter_pair_beyond_the_reach_or_out_of_order_is_refused() {
         let f = hotp_file(1);

@@ -95,7 +95,8 @@ pub fn existing_unusable(target: &Target) -> Result<Option<String>, Error> {
             Err(e) => Some(e.to_string()),
             Ok(c) if c.mode == Mode::ScratchOnly && file.scratch_codes().is_empty() => Some(
                 "it has no TOTP_AUTH or HOTP_COUNTER line (a double quote, one space, the \
-                 key in capitals) and no scratch code, so no code logs in"
+                 key in capitals; a counter of 1 or more) and no scratch code, so no code \
+                 logs in"
                     .to_owned(),
             ),
             Ok(_) => None,

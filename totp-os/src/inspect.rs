@@ -158,10 +158,12 @@ pub fn no_mode_line(file: &GaFile) -> Option<(Verdict, String)> {
     if !matches!(file.config().map(|c| c.mode), Ok(Mode::ScratchOnly)) {
         return None;
     }
+    // A counter below 1 is no counter for GA (nor for the parser): a file whose only
+    // mode line is `" HOTP_COUNTER 0` is spelled right and still has none.
     let why = "has no TOTP_AUTH or HOTP_COUNTER line (a mode line must read \
-               '\" TOTP_AUTH' or '\" HOTP_COUNTER n': a double quote, one space, the key in \
-               capitals; GA does not recognise another spelling either), so no code from an \
-               app or token is accepted";
+               '\" TOTP_AUTH', or '\" HOTP_COUNTER n' with n of 1 or more: a double quote, \
+               one space, the key in capitals; GA does not recognise another spelling, nor \
+               a counter of 0, either), so no code from an app or token is accepted";
     Some(match file.scratch_codes().len() {
         0 => (
             Verdict::Refused,
