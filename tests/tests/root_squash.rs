@@ -1311,7 +1311,7 @@ fn a_login_rewrite_during_new_scratch_codes_on_an_nfs4_home_is_not_undone() {
     if !require_fuse(t) || !require_tool(t, "strace") {
         return;
     }
-    let u = TestUser::create("sqr");
+    let u = TestUser::create("sqw");
     let left = "27182818";
     for raced in [false, true] {
         let secret = system_tests::random_secret_b32();
@@ -1400,7 +1400,7 @@ fn an_unlocked_update_of_a_file_changed_meanwhile_writes_nothing() {
     if !require_fuse(t) || !require_tool(t, "oathtool") {
         return;
     }
-    let u = TestUser::create("sqc");
+    let u = TestUser::create("sqx");
     for (flags, changed) in [("--nfs4-flock-changing", true), ("--nfs4-flock", false)] {
         let secret = system_tests::random_secret_b32();
         let text = format!("{secret}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n{SCRATCH}\n");
