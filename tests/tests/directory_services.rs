@@ -3036,3 +3036,59 @@ fn the_audit_counts_a_groups_second_question_against_the_accounts_walk() {
     mode.unenroll(&u);
     f.check();
 }
+
+/// `totp-enroll explain` keeps what it proved as a login does: a rule file naming a
+/// group twice asks it once, and a gid's names are asked once. It asked them again
+/// for each item, spending the walk's time twice: under a directory taking 6 s for
+/// each `getgrgid`, the login names the account's one gid once (6 s) and skips on
+/// `+ : ALL EXCEPT (g)`, while explain named it again (12 s, past the deadline) and
+/// said the code is asked. Control: the directory answering at once, the same skip in
+/// both.
+#[test]
+fn explain_asks_a_group_named_twice_once_as_the_login_does() {
+    let Some((u, ds)) = setup(
+        "explain_asks_a_group_named_twice_once_as_the_login_does",
+        "dt5",
+    ) else {
+        return;
+    };
+    let g = ds.control.grname.clone();
+    let rules = rules_file(
+        &ds,
+        "twice.conf",
+        &format!("- : ({g}) : ALL\n+ : ALL EXCEPT ({g}) : ALL\n"),
+    );
+    let mut f = Failures::default();
+    let mode = Mode::Home;
+    mode.enroll(&u);
+    let stack = Stack::probe(
+        "svc",
+        &mode.args(&format!("accessfile={}", rules.display())),
+    );
+    for (what, sleep) in [
+        ("a directory answering at once: control", 0),
+        ("a directory taking 6 s for each gid", 6000),
+    ] {
+        ds.with(|c| {
+            c.grgidsleep = sleep;
+            c.grmember = false;
+        });
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, system_tests::now()));
+        let (d, lines) = ds.run_logged(&driver);
+        f.expect(what, &d, "PAM_IGNORE");
+        let mut cmd = Command::new(&system_tests::built().enroll);
+        cmd.args(["explain", "--json", "--user", &u.name, "--accessfile"])
+            .arg(&rules);
+        let out = ds.wrap(&cmd).output().expect("totp-enroll explain");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let all_proven = v["groups"]
+            .as_array()
+            .is_some_and(|gs| gs.iter().all(|e| e["membership"] == "not a member"));
+        if v["verdict"] != "skip" || !all_proven {
+            f.0.push(format!("{what}: explain: {out:?} (login log {lines:?})"));
+        }
+    }
+    mode.unenroll(&u);
+    f.check();
+}
