@@ -37,7 +37,7 @@
  * leaves its gr_name NULL (a broken module).
  *
  * "grgidsleep <ms>": getgrgid answers only after that long (a slow directory);
- * "initsleep <ms>": initgroups likewise.
+ * "initsleep <ms>": initgroups likewise; "grnamsleep <ms>": getgrnam likewise.
  *
  * Compiled with -DNO_GETGRGID, the module has no getgrgid_r at all (a source that
  * resolves group names but cannot name a gid).
@@ -75,6 +75,7 @@ struct control {
     char grgidmode[32];
     unsigned long grgidsleep;
     unsigned long initsleep;
+    unsigned long grnamsleep;
 };
 
 static void load(struct control *c)
@@ -122,6 +123,8 @@ static void load(struct control *c)
             c->grgidsleep = strtoul(value, NULL, 10);
         else if (strcmp(line, "initsleep") == 0)
             c->initsleep = strtoul(value, NULL, 10);
+        else if (strcmp(line, "grnamsleep") == 0)
+            c->grnamsleep = strtoul(value, NULL, 10);
         else if (strcmp(line, "grmember") == 0)
             c->grmember = strcmp(value, "1") == 0;
     }
@@ -305,6 +308,7 @@ enum nss_status _nss_ptotpds_getgrnam_r(const char *name, struct group *gr, char
     struct control c;
     load(&c);
     note("getgrnam", name);
+    pause_for(c.grnamsleep);
     errno = saved;
     enum nss_status failed = group_failure(&c, errnop);
     if (failed != NSS_STATUS_SUCCESS)

@@ -49,6 +49,8 @@ struct Control {
     grgidsleep: u64,
     /// Milliseconds `initgroups` waits before it answers (0: at once).
     initsleep: u64,
+    /// Milliseconds `getgrnam` waits before it answers (0: at once).
+    grnamsleep: u64,
 }
 
 /// The stand-in: its build, nsswitch.conf, control file, call log and rule files in one
@@ -105,6 +107,7 @@ impl DirSvc {
             grgidmode: "ok",
             grgidsleep: 0,
             initsleep: 0,
+            grnamsleep: 0,
         };
         let ds = DirSvc { dir, control };
         ds.set(ds.control.clone());
@@ -118,7 +121,7 @@ impl DirSvc {
     /// Rewrites the control file (the stand-in reads it on every call).
     fn set(&self, c: Control) {
         let mut text = format!(
-            "canonical {}\nuid {}\ngid {}\ndir {}\npasswd {}\ngroup {}\npwuid {}\ngrname {}\ngrgid {}\ngrmember {}\ngrfirst {}\ngrgidmode {}\ngrgidsleep {}\ninitsleep {}\n",
+            "canonical {}\nuid {}\ngid {}\ndir {}\npasswd {}\ngroup {}\npwuid {}\ngrname {}\ngrgid {}\ngrmember {}\ngrfirst {}\ngrgidmode {}\ngrgidsleep {}\ninitsleep {}\ngrnamsleep {}\n",
             c.canonical,
             c.uid,
             c.gid,
@@ -132,7 +135,8 @@ impl DirSvc {
             c.grfirst,
             c.grgidmode,
             c.grgidsleep,
-            c.initsleep
+            c.initsleep,
+            c.grnamsleep
         );
         for a in &c.aliases {
             text.push_str(&format!("alias {a}\n"));
@@ -2958,6 +2962,131 @@ fn the_audit_counts_a_shared_answers_time_against_each_accounts_walk() {
             || deadline_said == second_skips
         {
             f.0.push(format!("{what}: audit: {out:?} (login log {lines:?})"));
+        }
+    }
+    mode.unenroll(&u);
+    f.check();
+}
+
+/// R36 in `totp-state audit`, one account: a login looks a group up again (its entry
+/// by `getgrnam`, then the group in every source on the walk) for each question asked
+/// of it, and a rule file's `(g)` (a non-membership) and `skip_group=g` (a membership)
+/// are two questions. The audit answered the second from the first for free, where the
+/// login spends the time again on its walk. A directory taking 4 s for each `getgrnam`:
+/// the login's walk asks `g` in every source (4 s), `getgrnam` of `g` again (8 s),
+/// `g` in every source again (12 s, past the 10 s deadline), so `require_group=nogroup`
+/// cannot prove the non-membership and the code is asked; the audit had spent 4 s on
+/// `g` and 4 s on `nogroup` and reported the skip, a lockout for an account without a
+/// secret file and without nullok. Control: the directory answering at once lets the
+/// account skip, in the audit as at login.
+#[test]
+fn the_audit_counts_a_groups_second_question_against_the_accounts_walk() {
+    let Some((u, ds)) = setup(
+        "the_audit_counts_a_groups_second_question_against_the_accounts_walk",
+        "dt4",
+    ) else {
+        return;
+    };
+    let g = ds.control.grname.clone();
+    let rules = rules_file(&ds, "member.conf", &format!("+ : ({g}) : ALL\n"));
+    let mut f = Failures::default();
+    let mode = Mode::Home;
+    mode.enroll(&u);
+    let stack = Stack::probe(
+        "svc",
+        &mode.args(&format!(
+            "accessfile={} skip_group={g} require_group=nogroup",
+            rules.display()
+        )),
+    );
+    for (what, sleep, skips) in [
+        ("a directory answering at once: control", 0, true),
+        ("a directory taking 4 s for each getgrnam", 4000, false),
+    ] {
+        ds.with(|c| {
+            c.grnamsleep = sleep;
+            c.grmember = false;
+        });
+        // The clock runs, so the walk can end.
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, system_tests::now()));
+        let (d, lines) = ds.run_logged(&driver);
+        if skips {
+            f.expect(what, &d, "PAM_IGNORE");
+        } else {
+            f.refused(what, &d);
+            if !lines.iter().any(|l| l.contains("more than 10 s")) {
+                f.0.push(format!("{what}: login log without the deadline: {lines:?}"));
+            }
+        }
+        let mut audit = system_tests::audit_command(stack.path());
+        audit.args(["--user", &u.name]);
+        let out = ds.wrap(&audit).output().expect("totp-state audit");
+        let verdicts = system_tests::audit_verdicts(&out.stdout);
+        let reasons = verdicts
+            .get(&u.name)
+            .map(|v| v.1.clone())
+            .unwrap_or_default();
+        let skip_said = reasons.contains("member of no require group");
+        let deadline_said = reasons.contains("more than 10 s");
+        if reasons.is_empty() || skip_said != skips || deadline_said == skips {
+            f.0.push(format!("{what}: audit: {out:?} (login log {lines:?})"));
+        }
+    }
+    mode.unenroll(&u);
+    f.check();
+}
+
+/// `totp-enroll explain` keeps what it proved as a login does: a rule file naming a
+/// group twice asks it once, and a gid's names are asked once. It asked them again
+/// for each item, spending the walk's time twice: under a directory taking 6 s for
+/// each `getgrgid`, the login names the account's one gid once (6 s) and skips on
+/// `+ : ALL EXCEPT (g)`, while explain named it again (12 s, past the deadline) and
+/// said the code is asked. Control: the directory answering at once, the same skip in
+/// both.
+#[test]
+fn explain_asks_a_group_named_twice_once_as_the_login_does() {
+    let Some((u, ds)) = setup(
+        "explain_asks_a_group_named_twice_once_as_the_login_does",
+        "dt5",
+    ) else {
+        return;
+    };
+    let g = ds.control.grname.clone();
+    let rules = rules_file(
+        &ds,
+        "twice.conf",
+        &format!("- : ({g}) : ALL\n+ : ALL EXCEPT ({g}) : ALL\n"),
+    );
+    let mut f = Failures::default();
+    let mode = Mode::Home;
+    mode.enroll(&u);
+    let stack = Stack::probe(
+        "svc",
+        &mode.args(&format!("accessfile={}", rules.display())),
+    );
+    for (what, sleep) in [
+        ("a directory answering at once: control", 0),
+        ("a directory taking 6 s for each gid", 6000),
+    ] {
+        ds.with(|c| {
+            c.grgidsleep = sleep;
+            c.grmember = false;
+        });
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, system_tests::now()));
+        let (d, lines) = ds.run_logged(&driver);
+        f.expect(what, &d, "PAM_IGNORE");
+        let mut cmd = Command::new(&system_tests::built().enroll);
+        cmd.args(["explain", "--json", "--user", &u.name, "--accessfile"])
+            .arg(&rules);
+        let out = ds.wrap(&cmd).output().expect("totp-enroll explain");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let all_proven = v["groups"]
+            .as_array()
+            .is_some_and(|gs| gs.iter().all(|e| e["membership"] == "not a member"));
+        if v["verdict"] != "skip" || !all_proven {
+            f.0.push(format!("{what}: explain: {out:?} (login log {lines:?})"));
         }
     }
     mode.unenroll(&u);

@@ -70,7 +70,7 @@ pub fn decide(facts: &Facts<'_>) -> Membership {
 }
 
 /// What a rule needs to know of one membership.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Question {
     /// Only a proven membership changes the outcome (`skip_group=`): "not a member" and
     /// "unknown" both ask for the code, so the walk that proves a group list complete

@@ -439,6 +439,12 @@ impl GroupSources {
             .collect())
     }
 
+    /// Whether the walk has begun (a question asked, or time spent): its deadline runs
+    /// from then, so time taken before it costs the walk nothing.
+    pub fn begun(&self) -> bool {
+        self.walk.get().is_some()
+    }
+
     /// `took`, the time other questions took on another walk whose answers are
     /// reused here, counted against this walk's deadline as if they had been asked on
     /// it: `Err` (past the walk's deadline, see [`NssError::past_walk_deadline`]) when

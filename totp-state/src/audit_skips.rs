@@ -24,7 +24,8 @@ pub struct Skips<'a> {
     opts: &'a ModuleOptions,
     /// `None`: no `accessfile=`; `Err`: why the module refuses it.
     file: Option<Result<Vec<u8>, String>>,
-    groups: std::cell::RefCell<HashMap<String, Option<GroupEntry>>>,
+    /// Each group's entry (`getgrnam`) with the time it took, once for the whole audit.
+    groups: std::cell::RefCell<HashMap<String, (Option<GroupEntry>, std::time::Duration)>>,
     /// The group of each name in every source (`Err`: a source did not answer), asked
     /// only for a non-membership, once per group.
     every_source: std::cell::RefCell<HashMap<String, Shared<Vec<GroupEntry>>>>,
@@ -262,20 +263,38 @@ impl<'a> Skips<'a> {
         question: Question,
         lists: &Lists,
     ) -> Membership {
-        let entry = self
-            .groups
+        // The login looks the group up by name for each question it asks of it (the
+        // module keeps answers per group and question), and once its walk has begun
+        // that time runs against the walk's deadline: a kept entry costs this account's
+        // walk its time, once per question, as a fresh lookup would.
+        let first_question = lists
+            .questions
             .borrow_mut()
-            .entry(group.to_owned())
-            .or_insert_with(|| {
-                nss::lookup_group_by_name(group)
+            .insert((group.to_owned(), question));
+        let kept = self.groups.borrow().get(group).cloned();
+        let entry = match kept {
+            Some((entry, took)) => {
+                if first_question && lists.sources.begun() {
+                    // Past the deadline, the walk's next question says so.
+                    let _ = lists.sources.spend(took);
+                }
+                entry
+            }
+            None => {
+                let began = std::time::Instant::now();
+                let entry = nss::lookup_group_by_name(group)
                     .ok()
                     .flatten()
                     .map(|g| GroupEntry {
                         gid: g.gid,
                         members: g.members,
-                    })
-            })
-            .clone();
+                    });
+                self.groups
+                    .borrow_mut()
+                    .insert(group.to_owned(), (entry.clone(), began.elapsed()));
+                entry
+            }
+        };
         membership::prove(
             question,
             &pw.name,
@@ -298,7 +317,7 @@ impl<'a> Skips<'a> {
                     &self.every_source,
                     group.to_owned(),
                     &lists.sources,
-                    &lists.groups_asked,
+                    (&lists.groups_asked, (group.to_owned(), question)),
                     || lists.sources.group(group),
                 )
                 .map_err(|e| lists.note(nss::group_unknown_reason(&pw.name, group, &e)))
@@ -309,7 +328,7 @@ impl<'a> Skips<'a> {
                     &self.gid_names,
                     gid,
                     &lists.sources,
-                    &lists.gids_asked,
+                    (&lists.gids_asked, gid),
                     || lists.sources.gid_names(gid),
                 )
                 .map_err(|e| {
@@ -335,10 +354,14 @@ struct Lists {
     sources: nss::GroupSources,
     /// Why a membership stayed unknown, each once, for the account's reasons.
     why: std::cell::RefCell<Vec<String>>,
-    /// The groups and gids this account's walk has had answered (asked, or its time
-    /// spent on another account's answer).
-    groups_asked: std::cell::RefCell<std::collections::HashSet<String>>,
+    /// The groups (per question: the module asks a group again for another question)
+    /// and gids (once: the module keeps their names for the login) this account's walk
+    /// has had answered (asked, or its time spent on another account's answer).
+    groups_asked: std::cell::RefCell<std::collections::HashSet<(String, Question)>>,
     gids_asked: std::cell::RefCell<std::collections::HashSet<u32>>,
+    /// The questions asked of each group for this account, each of which the login
+    /// asks with a lookup of the group's entry of its own.
+    questions: std::cell::RefCell<std::collections::HashSet<(String, Question)>>,
 }
 
 impl Lists {
@@ -374,27 +397,28 @@ type Shared<T> = (Result<T, nss::NssError>, std::time::Duration);
 /// first (R36): that account's login asks it too, and a directory slow for each gid
 /// runs its walk past the deadline, where the code is asked (a lockout of an account
 /// without a secret file and without nullok) however fast the audit found it. Once
-/// per account (`asked`, the keys this account's walk has had): a login asks a gid's
-/// names once however many rules need them, and the audit walks the rules more than
-/// once.
-fn shared<K: std::hash::Hash + Eq + Clone, T: Clone>(
+/// per account and `asked` key (the keys this account's walk has had: a gid, asked
+/// once per login however many rules need its names; a group with the question, as
+/// the login asks a group again for each question), as the audit walks the rules more
+/// than once.
+fn shared<K: std::hash::Hash + Eq, A: std::hash::Hash + Eq, T: Clone>(
     known: &std::cell::RefCell<HashMap<K, Shared<T>>>,
     key: K,
     sources: &nss::GroupSources,
-    asked: &std::cell::RefCell<std::collections::HashSet<K>>,
+    (asked, asked_key): (&std::cell::RefCell<std::collections::HashSet<A>>, A),
     ask: impl FnOnce() -> Result<T, nss::NssError>,
 ) -> Result<T, nss::NssError> {
     if let Some((answer, took)) = known.borrow().get(&key) {
-        if !asked.borrow().contains(&key) {
+        if !asked.borrow().contains(&asked_key) {
             sources.spend(*took)?;
-            asked.borrow_mut().insert(key);
+            asked.borrow_mut().insert(asked_key);
         }
         return answer.clone();
     }
     let began = std::time::Instant::now();
     let answer = ask();
     if !matches!(&answer, Err(e) if e.past_walk_deadline()) {
-        asked.borrow_mut().insert(key.clone());
+        asked.borrow_mut().insert(asked_key);
         known
             .borrow_mut()
             .insert(key, (answer.clone(), began.elapsed()));
@@ -422,11 +446,50 @@ mod tests {
         let never = || -> Result<Vec<String>, nss::NssError> { unreachable!("kept") };
         for _ in 0..3 {
             assert_eq!(
-                shared(&known, 1, &sources, &asked, never),
+                shared(&known, 1, &sources, (&asked, 1), never),
                 Ok(vec!["one".to_owned()])
             );
         }
-        let late = shared(&known, 2, &sources, &asked, never);
+        let late = shared(&known, 2, &sources, (&asked, 2), never);
+        assert!(
+            late.as_ref().is_err_and(|e| e.past_walk_deadline()),
+            "{late:?}"
+        );
+    }
+
+    /// A group's answer costs the account's walk once per question asked of it, as the
+    /// login asks the group again for each question: kept at 6 s, a second question
+    /// runs the walk past its 10 s deadline. Control: the same question again is free.
+    #[test]
+    fn a_kept_group_costs_an_account_its_time_once_per_question() {
+        let took = std::time::Duration::from_secs(6);
+        let known = std::cell::RefCell::new(HashMap::from([(
+            "g".to_owned(),
+            (Ok(Vec::<GroupEntry>::new()), took),
+        )]));
+        let sources = nss::GroupSources::new();
+        let asked = std::cell::RefCell::new(std::collections::HashSet::new());
+        let never = || -> Result<Vec<GroupEntry>, nss::NssError> { unreachable!("kept") };
+        let key = |q| (&asked, ("g".to_owned(), q));
+        for _ in 0..3 {
+            assert_eq!(
+                shared(
+                    &known,
+                    "g".to_owned(),
+                    &sources,
+                    key(Question::IsMember),
+                    never
+                ),
+                Ok(vec![])
+            );
+        }
+        let late = shared(
+            &known,
+            "g".to_owned(),
+            &sources,
+            key(Question::MemberOrNot),
+            never,
+        );
         assert!(
             late.as_ref().is_err_and(|e| e.past_walk_deadline()),
             "{late:?}"
