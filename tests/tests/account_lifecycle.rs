@@ -667,3 +667,48 @@ fn a_password_is_emptied_although_another_tool_held_the_lock() {
     assert!(out.status.success(), "passwd -d: {out:?}");
     assert_eq!(hash(), "", "passwd -d emptied the password");
 }
+
+/// A test account goes with its group, also where `userdel` keeps the group: when
+/// another account still has it as a supplementary group (userdel: "has other
+/// members"), or when the account's own primary group was changed to another one
+/// (its group is then no primary group). Such groups were left behind by every run of
+/// directory_services (ptt<pid>dt0, ptt<pid>dt3), and a later run given the same
+/// process id could not create the account again (useradd: "group exists"). Control:
+/// each group exists, with the setup in place, before the accounts are dropped.
+#[test]
+fn a_test_accounts_group_goes_with_it_where_userdel_keeps_it() {
+    if !require_root("a_test_accounts_group_goes_with_it_where_userdel_keeps_it") {
+        return;
+    }
+    let group_exists = |name: &str| {
+        Command::new("getent")
+            .args(["group", name])
+            .output()
+            .expect("getent")
+            .status
+            .success()
+    };
+    let named = TestUser::create("gk");
+    let member = TestUser::create("gm");
+    let moved = TestUser::create("gv");
+    member.add_to_group(&named.name);
+    {
+        let _g = user_database_lock();
+        let out =
+            shadow_tool("usermod", &["-g", &named.gid.to_string(), &moved.name]).expect("usermod");
+        assert!(out.status.success(), "usermod: {out:?}");
+    }
+    let groups = [named.name.clone(), moved.name.clone()];
+    for g in &groups {
+        assert!(group_exists(g), "control: group {g} exists");
+    }
+    // `moved` first (no account may have the group of `named` as its primary one when
+    // that goes, as in directory_services), then `named`, while `member` still lists
+    // its group.
+    drop(moved);
+    drop(named);
+    drop(member);
+    for g in &groups {
+        assert!(!group_exists(g), "group {g} was left behind");
+    }
+}
