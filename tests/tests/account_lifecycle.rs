@@ -52,27 +52,45 @@ fn a_re_enrolled_phone_is_not_skipped_by_the_old_phones_grace_period() {
     );
 }
 
-/// `userdel -r` and `useradd -u` of the same uid while this binary's other tests are kept
-/// out of the user database, so none of them is given the uid in between. Each tool waits
-/// for another process's shadow tool to release the database ([`shadow_tool`]).
+/// `useradd -u` of the leaver's uid and `userdel -r` of the leaver while this binary's
+/// other tests are kept out of the user database. The newcomer is added first (`-o`:
+/// for that moment both accounts hold the uid), so the uid is never free: another
+/// process's useradd (another test binary, or anything else on the host) takes the
+/// highest uid plus one, which the leaver's often is, and once took it between a
+/// `userdel` and the `useradd -u` ("UID 21035 is not unique"). The end state is the
+/// same: the leaver gone with its home and group, the uid the newcomer's alone. Each
+/// tool waits for another process's shadow tool to release the database
+/// ([`shadow_tool`]).
 fn hand_uid_over(leaver: &TestUser, tag: &str) -> TestUser {
     let _g = user_database_lock();
     let name = format!("ptt{}{}", std::process::id() % 100_000, tag);
-    for gone in [&leaver.name, &name] {
+    let userdel = |gone: &str| {
         let out = shadow_tool("userdel", &["-r", gone]).expect("userdel");
         // 6: no such account (the newcomer's name, on a clean host).
         assert!(
             out.status.success() || out.status.code() == Some(6),
             "userdel -r {gone}: {out:?}"
         );
-    }
+    };
+    userdel(&name);
     let uid = leaver.uid.to_string();
     let out = shadow_tool(
         "useradd",
-        &["-m", "-s", "/bin/sh", "-K", "UMASK=077", "-u", &uid, &name],
+        &[
+            "-m",
+            "-s",
+            "/bin/sh",
+            "-K",
+            "UMASK=077",
+            "-o",
+            "-u",
+            &uid,
+            &name,
+        ],
     )
     .expect("useradd");
-    assert!(out.status.success(), "useradd -u {uid} {name}: {out:?}");
+    assert!(out.status.success(), "useradd -o -u {uid} {name}: {out:?}");
+    userdel(&leaver.name);
     let out = Command::new("id").args(["-g", &name]).output().expect("id");
     TestUser {
         name: name.clone(),
