@@ -849,6 +849,8 @@ impl TestUser {
         // A leftover of an earlier run with this process id; a userdel refused for
         // another process's lock would leave it to fail the useradd.
         let _ = shadow_tool("userdel", &["-r", &name]);
+        // Its group may be left alone (see `Drop`): useradd would refuse the name.
+        let _ = shadow_tool("groupdel", &[&name]);
         let out = shadow_tool(
             "useradd",
             &["-m", "-s", "/bin/sh", "-K", "UMASK=077", &name],
@@ -933,6 +935,24 @@ impl Drop for TestUser {
             ),
             Err(e) => eprintln!(
                 "TestUser: userdel {} did not run, the account is left behind: {e}",
+                self.name
+            ),
+        }
+        // userdel keeps the account's group when another account still names it (a
+        // test made it that account's primary or supplementary group) or when the
+        // account's primary group was changed; the group would outlive the test and
+        // make a later run's useradd of the name fail.
+        match shadow_tool("groupdel", &[&self.name]) {
+            // 6: no such group (userdel removed it).
+            Ok(out) if out.status.success() || out.status.code() == Some(6) => {}
+            Ok(out) => eprintln!(
+                "TestUser: groupdel {} failed, the group is left behind: {:?}: {}",
+                self.name,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => eprintln!(
+                "TestUser: groupdel {} did not run, the group is left behind: {e}",
                 self.name
             ),
         }

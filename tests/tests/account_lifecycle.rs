@@ -52,27 +52,45 @@ fn a_re_enrolled_phone_is_not_skipped_by_the_old_phones_grace_period() {
     );
 }
 
-/// `userdel -r` and `useradd -u` of the same uid while this binary's other tests are kept
-/// out of the user database, so none of them is given the uid in between. Each tool waits
-/// for another process's shadow tool to release the database ([`shadow_tool`]).
+/// `useradd -u` of the leaver's uid and `userdel -r` of the leaver while this binary's
+/// other tests are kept out of the user database. The newcomer is added first (`-o`:
+/// for that moment both accounts hold the uid), so the uid is never free: another
+/// process's useradd (another test binary, or anything else on the host) takes the
+/// highest uid plus one, which the leaver's often is, and once took it between a
+/// `userdel` and the `useradd -u` ("UID 21035 is not unique"). The end state is the
+/// same: the leaver gone with its home and group, the uid the newcomer's alone. Each
+/// tool waits for another process's shadow tool to release the database
+/// ([`shadow_tool`]).
 fn hand_uid_over(leaver: &TestUser, tag: &str) -> TestUser {
     let _g = user_database_lock();
     let name = format!("ptt{}{}", std::process::id() % 100_000, tag);
-    for gone in [&leaver.name, &name] {
+    let userdel = |gone: &str| {
         let out = shadow_tool("userdel", &["-r", gone]).expect("userdel");
         // 6: no such account (the newcomer's name, on a clean host).
         assert!(
             out.status.success() || out.status.code() == Some(6),
             "userdel -r {gone}: {out:?}"
         );
-    }
+    };
+    userdel(&name);
     let uid = leaver.uid.to_string();
     let out = shadow_tool(
         "useradd",
-        &["-m", "-s", "/bin/sh", "-K", "UMASK=077", "-u", &uid, &name],
+        &[
+            "-m",
+            "-s",
+            "/bin/sh",
+            "-K",
+            "UMASK=077",
+            "-o",
+            "-u",
+            &uid,
+            &name,
+        ],
     )
     .expect("useradd");
-    assert!(out.status.success(), "useradd -u {uid} {name}: {out:?}");
+    assert!(out.status.success(), "useradd -o -u {uid} {name}: {out:?}");
+    userdel(&leaver.name);
     let out = Command::new("id").args(["-g", &name]).output().expect("id");
     TestUser {
         name: name.clone(),
@@ -666,4 +684,49 @@ fn a_password_is_emptied_although_another_tool_held_the_lock() {
     assert_eq!(after_refusal, before, "control: the password unchanged");
     assert!(out.status.success(), "passwd -d: {out:?}");
     assert_eq!(hash(), "", "passwd -d emptied the password");
+}
+
+/// A test account goes with its group, also where `userdel` keeps the group: when
+/// another account still has it as a supplementary group (userdel: "has other
+/// members"), or when the account's own primary group was changed to another one
+/// (its group is then no primary group). Such groups were left behind by every run of
+/// directory_services (ptt<pid>dt0, ptt<pid>dt3), and a later run given the same
+/// process id could not create the account again (useradd: "group exists"). Control:
+/// each group exists, with the setup in place, before the accounts are dropped.
+#[test]
+fn a_test_accounts_group_goes_with_it_where_userdel_keeps_it() {
+    if !require_root("a_test_accounts_group_goes_with_it_where_userdel_keeps_it") {
+        return;
+    }
+    let group_exists = |name: &str| {
+        Command::new("getent")
+            .args(["group", name])
+            .output()
+            .expect("getent")
+            .status
+            .success()
+    };
+    let named = TestUser::create("gk");
+    let member = TestUser::create("gm");
+    let moved = TestUser::create("gv");
+    member.add_to_group(&named.name);
+    {
+        let _g = user_database_lock();
+        let out =
+            shadow_tool("usermod", &["-g", &named.gid.to_string(), &moved.name]).expect("usermod");
+        assert!(out.status.success(), "usermod: {out:?}");
+    }
+    let groups = [named.name.clone(), moved.name.clone()];
+    for g in &groups {
+        assert!(group_exists(g), "control: group {g} exists");
+    }
+    // `moved` first (no account may have the group of `named` as its primary one when
+    // that goes, as in directory_services), then `named`, while `member` still lists
+    // its group.
+    drop(moved);
+    drop(named);
+    drop(member);
+    for g in &groups {
+        assert!(!group_exists(g), "group {g} was left behind");
+    }
 }

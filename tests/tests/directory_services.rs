@@ -22,6 +22,13 @@ use system_tests::{
 /// The stand-in's service name in nsswitch.conf (`libnss_ptotpds.so.2`).
 const SERVICE: &str = "ptotpds";
 
+/// Milliseconds a slow directory takes for each `getgrgid`: one answer fits in the
+/// walk's 10 s bound (`WALK_BOUND`), two do not. Just over half the bound, not 6 s:
+/// the controls whose one slow answer must come in time then have nearly 5 s to spare
+/// on a loaded machine (CI runs two tests at once on two cores), while two answers run
+/// past the bound whatever the load (a sleep never ends early).
+const SLOW_GID_MS: u64 = 5_200;
+
 /// What the stand-in answers (written to its control file).
 #[derive(Clone, Debug)]
 struct Control {
@@ -2494,8 +2501,8 @@ fn a_source_that_cannot_name_a_gid_is_no_proven_non_membership() {
 /// waiting gid after gid, then skipped. The walk now has one deadline (`WALK_BOUND` in
 /// totp-os/src/nss_sources.rs, 10 s): an answer that comes after it proves nothing, so
 /// `require_group=` asks for the code, the bound logged. Here each `getgrgid` of the
-/// directory takes 6 s, inside the bound, and the user's two gids 12 s, past it.
-/// Control: the same directory answering at once lets the non-member skip.
+/// directory takes just over 5 s (`SLOW_GID_MS`), inside the bound, and the user's two
+/// gids together past it. Control: the same directory answering at once lets the non-member skip.
 #[test]
 fn a_directory_slow_for_each_gid_is_cut_off_at_the_walks_deadline() {
     let Some((u, ds)) = setup(
@@ -2512,7 +2519,7 @@ fn a_directory_slow_for_each_gid_is_cut_off_at_the_walks_deadline() {
     let stack = Stack::probe("svc", &mode.args("require_group=nogroup"));
     for (what, sleep, skips) in [
         ("a directory answering at once: control", 0, true),
-        ("a directory taking 6 s for each gid", 6000, false),
+        ("a directory slow for each gid", SLOW_GID_MS, false),
     ] {
         ds.with(|c| c.grgidsleep = sleep);
         ds.clear_calls();
@@ -2642,9 +2649,9 @@ fn explain_asks_no_group_source_for_rules_that_name_no_group() {
 /// account's gid is a fact of that account's walk, not of the gid: the next account
 /// holding that gid got "unknown" and was reported as asked for the code, while its
 /// login, on a walk of its own, proved the non-membership and skipped. Here the
-/// directory takes 6 s for each `getgrgid`; the first account's second gid (the second
-/// account's group) is asked 12 s into its walk. Control: the directory answering at
-/// once, where the audit reports both skips.
+/// directory takes just over 5 s (`SLOW_GID_MS`) for each `getgrgid`; the first
+/// account's second gid (the second account's group) is answered past its deadline.
+/// Control: the directory answering at once, where the audit reports both skips.
 #[test]
 fn an_audit_keeps_no_accounts_expired_walk_for_another_account() {
     let test = "an_audit_keeps_no_accounts_expired_walk_for_another_account";
@@ -2672,7 +2679,7 @@ fn an_audit_keeps_no_accounts_expired_walk_for_another_account() {
     let skip = "member of no require group";
     for (what, sleep, first_skips) in [
         ("a directory answering at once: control", 0, true),
-        ("a directory taking 6 s for each gid", 6000, false),
+        ("a directory slow for each gid", SLOW_GID_MS, false),
     ] {
         ds.with(|c| c.grgidsleep = sleep);
         ds.clear_calls();
@@ -2898,11 +2905,12 @@ fn the_tools_say_why_a_source_without_getgrgid_leaves_a_non_membership_unknown()
 
 /// R36 in `totp-state audit`: an answer of the sources is asked once for the whole
 /// audit, and a later account reused it for free, where its login asks it again and
-/// spends the time. A directory taking 6 s for each `getgrgid`: the first account
-/// (whose primary group is the second's) has one gid to name, 6 s, and skips; the
-/// second has that gid and the directory's group, 12 s on its own login's walk, past
-/// the deadline, so `require_group=` asks it for the code, but the audit named the
-/// shared gid from the first account's answer, spent 6 s and reported the skip. The
+/// spends the time. A directory taking just over 5 s (`SLOW_GID_MS`) for each
+/// `getgrgid`: the first account (whose primary group is the second's) has one gid to
+/// name and skips; the second has that gid and the directory's group, two slow answers
+/// on its own login's walk, past the deadline, so `require_group=` asks it for the
+/// code, but the audit named the shared gid from the first account's answer, spent no
+/// time on it and reported the skip. The
 /// time a kept answer took now counts against each account's walk, so the audit says
 /// the code is asked, and why. Control: the directory answering at once lets both
 /// skip, in the audit as at login.
@@ -2928,7 +2936,7 @@ fn the_audit_counts_a_shared_answers_time_against_each_accounts_walk() {
     let stack = Stack::probe("svc", &mode.args("require_group=nogroup"));
     for (what, sleep, second_skips) in [
         ("a directory answering at once: control", 0, true),
-        ("a directory taking 6 s for each gid", 6000, false),
+        ("a directory slow for each gid", SLOW_GID_MS, false),
     ] {
         ds.with(|c| {
             c.grgidsleep = sleep;
