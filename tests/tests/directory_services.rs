@@ -3047,9 +3047,9 @@ fn the_audit_counts_a_groups_second_question_against_the_accounts_walk() {
 
 /// `totp-enroll explain` keeps what it proved as a login does: a rule file naming a
 /// group twice asks it once, and a gid's names are asked once. It asked them again
-/// for each item, spending the walk's time twice: under a directory taking 6 s for
-/// each `getgrgid`, the login names the account's one gid once (6 s) and skips on
-/// `+ : ALL EXCEPT (g)`, while explain named it again (12 s, past the deadline) and
+/// for each item, spending the walk's time twice: under a directory taking just over
+/// 5 s for each `getgrgid` (`SLOW_GID_MS`), the login names the account's one gid once
+/// and skips on `+ : ALL EXCEPT (g)`, while explain named it again (past the deadline) and
 /// said the code is asked. Control: the directory answering at once, the same skip in
 /// both.
 #[test]
@@ -3075,7 +3075,7 @@ fn explain_asks_a_group_named_twice_once_as_the_login_does() {
     );
     for (what, sleep) in [
         ("a directory answering at once: control", 0),
-        ("a directory taking 6 s for each gid", 6000),
+        ("a directory taking just over 5 s for each gid", SLOW_GID_MS),
     ] {
         ds.with(|c| {
             c.grgidsleep = sleep;
