@@ -184,13 +184,11 @@ pub struct Resynced {
     pub lines_not_updated: Vec<&'static str>,
 }
 
-/// The largest file a resync of `original` may write: [`GA_LOGIN_RESERVE`] below the
-/// cap, or the size the file already had (GA's logins were working with that).
-fn size_limit(original: &GaFile) -> usize {
-    original
-        .as_bytes()
-        .len()
-        .max(gafile::MAX_FILE_LEN - GA_LOGIN_RESERVE)
+/// The largest file a tool's rewrite of a file of `original_len` bytes may write (a
+/// resync, new scratch codes): [`GA_LOGIN_RESERVE`] below the cap, or the size the file
+/// already had (GA's logins were working with that).
+pub fn rewrite_limit(original_len: usize) -> usize {
+    original_len.max(gafile::MAX_FILE_LEN - GA_LOGIN_RESERVE)
 }
 
 /// `file.set(key, value)` if the file stays within `limit` bytes; `Ok(false)`, the
@@ -278,7 +276,7 @@ pub fn resync(
         });
     }
 
-    let limit = size_limit(file);
+    let limit = rewrite_limit(file.as_bytes().len());
     let mut out = file.clone();
     // Removals first: the room they free may be what the offset's line needs.
     out.remove(KEY_RESETTING_TIME_SKEW);
@@ -368,7 +366,7 @@ pub fn resync_counter(
         &mut out,
         KEY_HOTP_COUNTER,
         &(second_counter + 1).to_string(),
-        size_limit(file),
+        rewrite_limit(file.as_bytes().len()),
     )?;
     Ok(CounterResynced {
         file: out,

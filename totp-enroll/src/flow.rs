@@ -928,10 +928,7 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
             })?;
         // GA checks the size only when it reads: a file its next login takes past the
         // cap is refused from then on, by GA and the module alike.
-        let limit = contents
-            .len()
-            .max(gafile::MAX_FILE_LEN - totp_core::resync::GA_LOGIN_RESERVE);
-        if file.as_bytes().len() > limit {
+        if file.as_bytes().len() > totp_core::resync::rewrite_limit(contents.len()) {
             return Err(Error::failed(format!(
                 "cannot replace the scratch codes: the new ones would take \"{}\" within {} \
                  bytes of the {} bytes GA and the module read at most, and GA's next login \
