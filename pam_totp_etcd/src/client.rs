@@ -1267,36 +1267,12 @@ pub(crate) mod tests {
         finish(port, server);
     }
 
-    /// The module's resolver for
-    /// [`a_member_name_not_resolved_in_time_is_an_outage_and_one_refused_is_not`]:
-    /// `slow.example` not answered within the bound, any other name refused.
-    unsafe extern "C" fn slow_or_refusing(
-        name: *const u8,
-        len: usize,
-        _limit_ms: u64,
-        _out: *mut u8,
-        _cap: usize,
-        _out_len: *mut usize,
-        msg: *mut u8,
-        msg_cap: usize,
-    ) -> i32 {
-        // SAFETY: `name` holds `len` bytes (`ResolveFn`'s contract).
-        let name = unsafe { std::slice::from_raw_parts(name, len) };
-        let failure = if name == b"slow.example" {
-            Failure::new(Status::Unavailable, "cannot resolve slow.example in time")
-        } else {
-            Failure::new(Status::Invalid, "not a host name")
-        };
-        // SAFETY: `msg` is NULL or writable for `msg_cap` bytes (`ResolveFn`'s contract).
-        unsafe { pam_totp_plugin_abi::support::finish(msg, msg_cap, Err(failure)) }
-    }
-
     /// A member's name the module's resolver could not look up in time is an outage
     /// (the name service may come back); one it refuses to look up is the
     /// configuration's fault. The log says why either way.
     #[test]
     fn a_member_name_not_resolved_in_time_is_an_outage_and_one_refused_is_not() {
-        pam_totp_plugin_abi::resolve::install(slow_or_refusing);
+        pam_totp_plugin_abi::resolve::install(pam_totp_plugin_abi::test_support::slow_or_refusing);
         let d = Duration::from_secs(1);
         for (host, status, why) in [
             (

@@ -755,6 +755,38 @@ macro_rules! export_backend {
     };
 }
 
+/// What the plugins' unit tests share: one stand-in for the module's resolver.
+#[cfg(feature = "test-support")]
+pub mod test_support {
+    use super::{Failure, Status};
+
+    /// A module resolver ([`crate::resolve::install`]) for the plugins' tests:
+    /// `slow.example` not answered within the bound, any other name refused.
+    ///
+    /// # Safety
+    /// [`crate::ResolveFn`]'s contract.
+    pub unsafe extern "C" fn slow_or_refusing(
+        name: *const u8,
+        len: usize,
+        _limit_ms: u64,
+        _out: *mut u8,
+        _cap: usize,
+        _out_len: *mut usize,
+        msg: *mut u8,
+        msg_cap: usize,
+    ) -> i32 {
+        // SAFETY: `name` holds `len` bytes (`ResolveFn`'s contract).
+        let name = unsafe { std::slice::from_raw_parts(name, len) };
+        let failure = if name == b"slow.example" {
+            Failure::new(Status::Unavailable, "cannot resolve slow.example in time")
+        } else {
+            Failure::new(Status::Invalid, "not a host name")
+        };
+        // SAFETY: `msg` is NULL or writable for `msg_cap` bytes (`ResolveFn`'s contract).
+        unsafe { crate::support::finish(msg, msg_cap, Err(failure)) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
