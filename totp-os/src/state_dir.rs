@@ -1148,15 +1148,9 @@ fn open_new_dir(cur: &OwnedFd, name: &OsStr, mode: Mode) -> Result<OwnedFd, Errn
         // directory, for the chmod and then the readable descriptor.
         Err(Errno::EACCES) => {
             let held = fcntl::openat(cur, name, OFlag::O_PATH | no_follow, Mode::empty())?;
-            let link = format!("/proc/self/fd/{}", held.as_raw_fd());
-            stat::fchmodat(
-                fcntl::AT_FDCWD,
-                link.as_str(),
-                mode,
-                FchmodatFlags::FollowSymlink,
-            )?;
+            give_mode(&held, mode)?;
             fcntl::open(
-                link.as_str(),
+                format!("/proc/self/fd/{}", held.as_raw_fd()).as_str(),
                 OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
                 Mode::empty(),
             )
