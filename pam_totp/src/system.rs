@@ -54,9 +54,6 @@ pub struct Host {
     /// the group rules ask for the user's, and the file-system identity needs the same
     /// list moments later in the same login. An incomplete one is asked again.
     lists: RefCell<Vec<(String, u32, GroupIds)>>,
-    /// The names every source gave a gid: a second group a rule names asks the same
-    /// gids of the same user again.
-    gid_names: RefCell<std::collections::HashMap<u32, Vec<String>>>,
 }
 
 impl Host {
@@ -111,12 +108,7 @@ impl System for Host {
     }
 
     fn gid_names(&self, gid: u32) -> Result<Vec<String>, NssError> {
-        if let Some(names) = self.gid_names.borrow().get(&gid) {
-            return Ok(names.clone());
-        }
-        let names = self.sources.gid_names(gid)?;
-        self.gid_names.borrow_mut().insert(gid, names.clone());
-        Ok(names)
+        self.sources.gid_names(gid)
     }
 
     fn group_list(&self, pw: &Passwd) -> Result<GroupIds, NssError> {

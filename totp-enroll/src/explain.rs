@@ -100,12 +100,11 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
     // Only the rule file is explained, and its `(group)` items ask
     // `Question::MemberOrNot`, the question `list` (every source's) is for.
     // As the module keeps them for one login: each group's answer per question (a
-    // rule file naming a group twice asks it once) and each gid's names; asked again,
+    // rule file naming a group twice asks it once) and each gid's names (`sources`
+    // keeps those); asked again,
     // they would spend the walk's time twice, and a slow directory would run it out
     // where the login proves the membership.
     let known: RefCell<Vec<(String, Question, Membership)>> = RefCell::new(Vec::new());
-    let gid_names: RefCell<std::collections::HashMap<u32, Vec<String>>> =
-        RefCell::new(std::collections::HashMap::new());
     let ask = |group: &str, question: Question| {
         if let Some((_, _, m)) = known
             .borrow()
@@ -144,14 +143,8 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
                     .ok()
             },
             |gid| {
-                if let Some(names) = gid_names.borrow().get(&gid) {
-                    return Some(names.clone());
-                }
                 sources
                     .gid_names(gid)
-                    .inspect(|names| {
-                        gid_names.borrow_mut().insert(gid, names.clone());
-                    })
                     .map_err(|e| {
                         why.borrow_mut()
                             .push(nss::gid_unknown_reason(gid, &who, &shown, &e, |s| {

@@ -359,6 +359,10 @@ pub fn lookup_group_list_from_every_source(
 /// would not be seen.
 pub struct GroupSources {
     walk: std::cell::OnceCell<crate::nss_sources::Walk>,
+    /// The names every source gave each gid: a second group a rule names asks the same
+    /// gids of the same user again, and asked again they would spend the walk's time
+    /// twice (a slow directory would run it out where the first answer proves it).
+    gid_names: std::cell::RefCell<std::collections::HashMap<gid_t, Vec<String>>>,
 }
 
 impl Default for GroupSources {
@@ -372,6 +376,7 @@ impl GroupSources {
     pub fn new() -> GroupSources {
         GroupSources {
             walk: std::cell::OnceCell::new(),
+            gid_names: std::cell::RefCell::new(std::collections::HashMap::new()),
         }
     }
 
@@ -460,13 +465,22 @@ impl GroupSources {
     /// that knows it, none when no source does), asked source by source: for a proof
     /// of non-membership (R22), where a source holding the group's name twice answers
     /// `getgrnam_r` with the first entry alone. `Err` when a source did not answer.
+    /// Asked once per gid: an answer is kept for the walk's later questions (the
+    /// module, `totp-enroll explain` and each account of `totp-state audit` alike), a
+    /// failure is not.
     pub fn gid_names(&self, gid: gid_t) -> Result<Vec<String>, NssError> {
-        self.walk()
-            .gid_names_in_every_source(gid)
-            .map_err(|e| NssError::SourceFailed {
-                service: e.service,
-                errno: e.errno,
-            })
+        if let Some(names) = self.gid_names.borrow().get(&gid) {
+            return Ok(names.clone());
+        }
+        let names =
+            self.walk()
+                .gid_names_in_every_source(gid)
+                .map_err(|e| NssError::SourceFailed {
+                    service: e.service,
+                    errno: e.errno,
+                })?;
+        self.gid_names.borrow_mut().insert(gid, names.clone());
+        Ok(names)
     }
 }
 
