@@ -16,7 +16,7 @@ use totp_os::safefile::{self, FileRules};
 use crate::log::sanitize;
 use crate::pamio::Level;
 use crate::system::System;
-use totp_os::nss::{self, GroupLists, NssError, Passwd};
+use totp_os::nss::{self, GroupLists, Passwd};
 
 /// The PAM items a skip decision may look at. Never the environment (R20).
 pub struct LoginItems<'a> {
@@ -163,17 +163,11 @@ impl<'a> GroupFacts<'a> {
         let entry = match self.sys.group_by_name(group) {
             Ok(Some(e)) => Some(e),
             Ok(None) => {
-                self.note(format!(
-                    "group {shown} not found (or a name service source failed quietly): \
-                     membership of {who} unknown, so it cannot excuse the code"
-                ));
+                self.note(nss::group_entry_unknown_reason(&who, &shown, None));
                 None
             }
             Err(e) => {
-                self.note(format!(
-                    "group {shown} lookup failed ({e}): membership of {who} unknown, \
-                     so it cannot excuse the code"
-                ));
+                self.note(nss::group_entry_unknown_reason(&who, &shown, Some(&e)));
                 None
             }
         };
@@ -204,30 +198,11 @@ impl<'a> GroupFacts<'a> {
         // Without the entry, its own note above says why.
         let short = self.lists.asked(question).filter(|l| !l.list.complete);
         if let (Membership::Unknown, Some(_), Some(short)) = (m, &entry, short) {
-            let why = match (&short.source, short.errno) {
-                // The walk's deadline: the source may well have answered, after it.
-                (source, errno) if errno == libc::ETIME => sanitize(
-                    NssError::SourceFailed {
-                        service: source.clone(),
-                        errno,
-                    }
-                    .to_string()
-                    .as_bytes(),
-                ),
-                (Some(source), errno) => format!(
-                    "the name service source {} (nsswitch.conf) did not answer: {}",
-                    sanitize(source.as_bytes()),
-                    std::io::Error::from_raw_os_error(errno)
-                ),
-                (None, 0) => "a name service source failed".to_owned(),
-                (None, errno) => format!(
-                    "a name service source failed: {}",
-                    std::io::Error::from_raw_os_error(errno)
-                ),
-            };
-            self.note(format!(
-                "group list of {who} is incomplete ({why}): membership of {shown} unknown, \
-                 so it cannot excuse the code"
+            self.note(nss::group_list_incomplete_reason(
+                &who,
+                &shown,
+                short,
+                |s| sanitize(s.as_bytes()),
             ));
         }
         m
@@ -243,9 +218,9 @@ impl<'a> GroupFacts<'a> {
         ) {
             Ok(l) => Some(&l.list),
             Err(e) => {
-                self.note(format!(
-                    "group list of {} failed ({e}); no group skip",
-                    sanitize(pw.name.as_bytes())
+                self.note(nss::group_list_failed_reason(
+                    &sanitize(pw.name.as_bytes()),
+                    e,
                 ));
                 None
             }

@@ -3100,3 +3100,196 @@ fn explain_asks_a_group_named_twice_once_as_the_login_does() {
     mode.unenroll(&u);
     f.check();
 }
+
+/// R36: a login proves a non-membership by the names every source gives each of the
+/// user's gids, and two groups to prove ask for the same gids: each gid's names are
+/// asked of the directory once per login (the walk keeps them), as they are by
+/// `totp-enroll explain` for two groups of a rule, and by `totp-state audit`. Asked
+/// again, each question would spend the walk's one deadline once more, and a slow
+/// directory would run it out where one answer proves both. Control: one group asks
+/// each gid once too, and every verdict is the skip the login gives.
+#[test]
+fn each_gid_is_named_once_however_many_groups_are_proven() {
+    let Some((u, ds)) = setup(
+        "each_gid_is_named_once_however_many_groups_are_proven",
+        "dt6",
+    ) else {
+        return;
+    };
+    let mut f = Failures::default();
+    let mode = Mode::Home;
+    mode.enroll(&u);
+    // Local groups the user is not in.
+    let asked_once = |what: &str, f: &mut Failures, calls: Vec<String>| {
+        for gid in [u.gid, ds.control.grgid] {
+            let asked = format!("getgrgid {gid}");
+            let n = calls.iter().filter(|c| **c == asked).count();
+            if n != 1 {
+                f.0.push(format!("{what}: {asked} made {n} time(s): {calls:?}"));
+            }
+        }
+    };
+    for (what, groups) in [
+        ("one group: control", "nogroup"),
+        ("two groups", "nogroup,staff"),
+    ] {
+        let stack = Stack::probe("svc", &mode.args(&format!("require_group={groups}")));
+        ds.clear_calls();
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, system_tests::now()));
+        f.expect(&format!("{what}: login"), &ds.run(&driver), "PAM_IGNORE");
+        asked_once(&format!("{what}: login"), &mut f, ds.calls());
+
+        ds.clear_calls();
+        let mut audit = system_tests::audit_command(stack.path());
+        audit.args(["--user", &u.name]);
+        let out = ds.wrap(&audit).output().expect("totp-state audit");
+        let skips = system_tests::audit_verdicts(&out.stdout)
+            .get(&u.name)
+            .is_some_and(|v| v.1.contains("member of no require group"));
+        if !skips {
+            f.0.push(format!("{what}: audit: {out:?}"));
+        }
+        asked_once(&format!("{what}: audit"), &mut f, ds.calls());
+
+        let items: Vec<String> = groups.split(',').map(|g| format!("({g})")).collect();
+        let rules = rules_file(
+            &ds,
+            "except.conf",
+            &format!("+ : ALL EXCEPT {} : ALL\n", items.join(" ")),
+        );
+        ds.clear_calls();
+        let mut cmd = Command::new(&system_tests::built().enroll);
+        cmd.args([
+            "explain", "--json", "--user", &u.name, "--rhost", "10.0.0.5",
+        ])
+        .arg("--accessfile")
+        .arg(&rules);
+        let out = ds.wrap(&cmd).output().expect("totp-enroll explain");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if v["verdict"] != "skip" {
+            f.0.push(format!("{what}: explain: {out:?}"));
+        }
+        asked_once(&format!("{what}: explain"), &mut f, ds.calls());
+    }
+    mode.unenroll(&u);
+    f.check();
+}
+
+/// Migration's tools say why a membership stays unknown in the words of the module's
+/// log line for every cause, not only a source that failed the walk: a group no source
+/// names (`require_group=` a group that is gone; `getgrnam` cannot tell that from a
+/// source that failed quietly), and a group list the directory left incomplete (its
+/// `initgroups` down). `totp-state audit` and `totp-enroll explain` printed "code
+/// asked" with no reason for either, where the login's log names the cause. Control:
+/// the directory answering, where the non-member skips and no reason is given.
+#[test]
+fn the_tools_say_why_a_missing_group_or_an_incomplete_list_leaves_a_membership_unknown() {
+    let Some((u, ds)) = setup(
+        "the_tools_say_why_a_missing_group_or_an_incomplete_list_leaves_a_membership_unknown",
+        "dt7",
+    ) else {
+        return;
+    };
+    let g = ds.control.grname.clone();
+    let gone = format!("{}gone", u.name);
+    let mut f = Failures::default();
+    let mode = Mode::Home;
+    mode.enroll(&u);
+    ds.with(|c| c.grmember = false);
+    for (what, group, source, reason) in [
+        ("a directory answering: control", g.as_str(), "ok", None),
+        (
+            "a group no source names",
+            gone.as_str(),
+            "ok",
+            Some("not found (or a name service source failed quietly)"),
+        ),
+        (
+            "the directory's initgroups down",
+            g.as_str(),
+            "initdown",
+            Some("is incomplete (the name service source"),
+        ),
+    ] {
+        ds.with(|c| c.group = source);
+        let stack = Stack::probe("svc", &mode.args(&format!("require_group={group}")));
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, T0))
+            .at(T0);
+        let (d, lines) = ds.run_logged(&driver);
+        let logged = reason.and_then(|r| lines.iter().find(|l| l.contains(r)).cloned());
+        match reason {
+            None => f.expect(what, &d, "PAM_IGNORE"),
+            Some(_) => {
+                f.refused(what, &d);
+                if logged.is_none() {
+                    f.0.push(format!("{what}: the module's reason not logged: {lines:?}"));
+                }
+            }
+        }
+        // A tool's reason is the module's, word for word (the log line ends with it).
+        let in_log = |r: &str| logged.as_deref().is_some_and(|l| l.ends_with(r));
+        let said = |r: &str| reason.is_some_and(|want| r.contains(want));
+
+        let mut audit = system_tests::audit_command(stack.path());
+        audit.args(["--user", &u.name]);
+        let out = ds.wrap(&audit).output().expect("totp-state audit");
+        let reasons: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["user"] == u.name.as_str())
+            .flat_map(|v| {
+                v["reasons"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let skip_said = reasons
+            .iter()
+            .any(|r| r.contains("member of no require group"));
+        let why = reasons.iter().find(|r| said(r));
+        if reasons.is_empty()
+            || skip_said != reason.is_none()
+            || why.is_some() != reason.is_some()
+            || why.is_some_and(|r| !in_log(r))
+        {
+            f.0.push(format!("{what}: audit: {out:?} (module log {lines:?})"));
+        }
+
+        let rules = rules_file(
+            &ds,
+            "except.conf",
+            &format!("+ : ALL EXCEPT ({group}) : ALL\n"),
+        );
+        let mut cmd = Command::new(&system_tests::built().enroll);
+        cmd.args([
+            "explain",
+            "--user",
+            &u.name,
+            "--rhost",
+            "10.0.0.5",
+            "--accessfile",
+        ])
+        .arg(&rules);
+        let out = ds.wrap(&cmd).output().expect("totp-enroll explain");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let text_why: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("unknown: "))
+            .collect();
+        let found = text_why.iter().find(|r| said(r));
+        if !out.status.success()
+            || found.is_some() != reason.is_some()
+            || found.is_some_and(|r| !in_log(r))
+            || (reason.is_none() && !text_why.is_empty())
+        {
+            f.0.push(format!("{what}: explain: {out:?} (module log {lines:?})"));
+        }
+    }
+    mode.unenroll(&u);
+    f.check();
+}

@@ -113,26 +113,42 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         {
             return *m;
         }
-        let entry = nss::lookup_group_by_name(group)
-            .ok()
-            .flatten()
-            .map(|g| GroupEntry {
-                gid: g.gid,
-                members: g.members,
-            });
         // As the module proves it: a non-membership needs the name in every source,
-        // asked on the account's one walk, and why a source could not answer is said
+        // asked on the account's one walk, and why a membership stays unknown is said
         // in the module's words (its log line).
         let who = pw.name.escape_debug().to_string();
         let shown = group.escape_debug().to_string();
         let why = RefCell::new(Vec::new());
+        let entry = match nss::lookup_group_by_name(group) {
+            Ok(Some(g)) => Some(GroupEntry {
+                gid: g.gid,
+                members: g.members,
+            }),
+            Ok(None) => {
+                why.borrow_mut()
+                    .push(nss::group_entry_unknown_reason(&who, &shown, None));
+                None
+            }
+            Err(e) => {
+                why.borrow_mut()
+                    .push(nss::group_entry_unknown_reason(&who, &shown, Some(&e)));
+                None
+            }
+        };
         let m = membership::prove(
             question,
             &pw.name,
             pw.gid,
             group,
             entry.as_ref(),
-            || lists.of(&pw, &sources, question).ok().map(|l| &l.list),
+            || match lists.of(&pw, &sources, question) {
+                Ok(l) => Some(&l.list),
+                Err(e) => {
+                    why.borrow_mut()
+                        .push(nss::group_list_failed_reason(&who, e));
+                    None
+                }
+            },
             || {
                 sources
                     .group(group)
@@ -154,6 +170,16 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
                     .ok()
             },
         );
+        // Without the entry, its own reason above says why.
+        let short = lists.asked(question).filter(|l| !l.list.complete);
+        if let (Membership::Unknown, Some(_), Some(short)) = (m, &entry, short) {
+            why.borrow_mut().push(nss::group_list_incomplete_reason(
+                &who,
+                &shown,
+                short,
+                |s| s.escape_debug().to_string(),
+            ));
+        }
         asked.borrow_mut().push(GroupJson {
             name: group.to_owned(),
             membership: match m {

@@ -135,6 +135,61 @@ pub fn group_unknown_reason(who: &str, shown: &str, e: &NssError) -> String {
     )
 }
 
+/// Why a membership of group `shown` stays unknown when its entry (`getgrnam_r`) gave
+/// nothing: `None`, not found (which glibc cannot tell from a source that failed
+/// quietly), or the lookup's error. In the words of [`group_unknown_reason`].
+pub fn group_entry_unknown_reason(who: &str, shown: &str, e: Option<&NssError>) -> String {
+    match e {
+        None => format!(
+            "group {shown} not found (or a name service source failed quietly): \
+             membership of {who} unknown, so it cannot excuse the code"
+        ),
+        Some(e) => format!(
+            "group {shown} lookup failed ({e}): membership of {who} unknown, so it cannot \
+             excuse the code"
+        ),
+    }
+}
+
+/// Why no group skips `who`'s login when its group list could not be fetched at all.
+pub fn group_list_failed_reason(who: &str, e: &NssError) -> String {
+    format!("group list of {who} failed ({e}); no group skip")
+}
+
+/// Why a membership of group `shown` stays unknown when `who`'s group `list` is
+/// incomplete, naming the source that did not answer, or the walk's deadline (the
+/// source may well have answered after it). `show` makes those words printable.
+pub fn group_list_incomplete_reason(
+    who: &str,
+    shown: &str,
+    list: &AccountList,
+    show: impl Fn(&str) -> String,
+) -> String {
+    let why = match (&list.source, list.errno) {
+        (source, errno) if errno == libc::ETIME => show(
+            &NssError::SourceFailed {
+                service: source.clone(),
+                errno,
+            }
+            .to_string(),
+        ),
+        (Some(source), errno) => format!(
+            "the name service source {} (nsswitch.conf) did not answer: {}",
+            show(source),
+            std::io::Error::from_raw_os_error(errno)
+        ),
+        (None, 0) => "a name service source failed".to_owned(),
+        (None, errno) => format!(
+            "a name service source failed: {}",
+            std::io::Error::from_raw_os_error(errno)
+        ),
+    };
+    format!(
+        "group list of {who} is incomplete ({why}): membership of {shown} unknown, so it \
+         cannot excuse the code"
+    )
+}
+
 /// Why a non-membership of group `shown` stays unknown when
 /// [`GroupSources::gid_names`] of `gid`, one of `who`'s ids, failed with `e`, in the
 /// words of [`group_unknown_reason`]. A source whose module has `getgrnam_r` but no

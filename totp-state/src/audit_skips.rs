@@ -24,8 +24,9 @@ pub struct Skips<'a> {
     opts: &'a ModuleOptions,
     /// `None`: no `accessfile=`; `Err`: why the module refuses it.
     file: Option<Result<Vec<u8>, String>>,
-    /// Each group's entry (`getgrnam`) with the time it took, once for the whole audit.
-    groups: std::cell::RefCell<HashMap<String, (Option<GroupEntry>, std::time::Duration)>>,
+    /// Each group's entry (`getgrnam`; `Err`: the lookup failed) with the time it
+    /// took, once for the whole audit.
+    groups: std::cell::RefCell<HashMap<String, Shared<Option<GroupEntry>>>>,
     /// The group of each name in every source (`Err`: a source did not answer), asked
     /// only for a non-membership, once per group.
     every_source: std::cell::RefCell<HashMap<String, Shared<Vec<GroupEntry>>>>,
@@ -272,7 +273,7 @@ impl<'a> Skips<'a> {
             .borrow_mut()
             .insert((group.to_owned(), question));
         let kept = self.groups.borrow().get(group).cloned();
-        let entry = match kept {
+        let looked_up = match kept {
             Some((entry, took)) => {
                 if first_question && lists.sources.begun() {
                     // Past the deadline, the walk's next question says so.
@@ -282,33 +283,43 @@ impl<'a> Skips<'a> {
             }
             None => {
                 let began = std::time::Instant::now();
-                let entry = nss::lookup_group_by_name(group)
-                    .ok()
-                    .flatten()
-                    .map(|g| GroupEntry {
+                let entry = nss::lookup_group_by_name(group).map(|g| {
+                    g.map(|g| GroupEntry {
                         gid: g.gid,
                         members: g.members,
-                    });
+                    })
+                });
                 self.groups
                     .borrow_mut()
                     .insert(group.to_owned(), (entry.clone(), began.elapsed()));
                 entry
             }
         };
-        membership::prove(
+        // Why the membership stays unknown, in the module's words (its log line).
+        let entry = match looked_up {
+            Ok(Some(entry)) => Some(entry),
+            Ok(None) => {
+                lists.note(nss::group_entry_unknown_reason(&pw.name, group, None));
+                None
+            }
+            Err(e) => {
+                lists.note(nss::group_entry_unknown_reason(&pw.name, group, Some(&e)));
+                None
+            }
+        };
+        let m = membership::prove(
             question,
             &pw.name,
             pw.gid,
             group,
             entry.as_ref(),
-            // As the module: a failed lookup is no list (the membership stays unknown);
-            // the audit has no log to say why.
-            || {
-                lists
-                    .lists
-                    .of(pw, &lists.sources, question)
-                    .ok()
-                    .map(|l| &l.list)
+            // As the module: a failed lookup is no list (the membership stays unknown).
+            || match lists.lists.of(pw, &lists.sources, question) {
+                Ok(l) => Some(&l.list),
+                Err(e) => {
+                    lists.note(nss::group_list_failed_reason(&pw.name, e));
+                    None
+                }
             },
             // The account's own walk, as the login's, and why a source did not answer
             // said as the module logs it.
@@ -342,7 +353,18 @@ impl<'a> Skips<'a> {
                 })
                 .ok()
             },
-        )
+        );
+        // Without the entry, its own note above says why.
+        let short = lists.lists.asked(question).filter(|l| !l.list.complete);
+        if let (Membership::Unknown, Some(_), Some(short)) = (m, &entry, short) {
+            lists.note(nss::group_list_incomplete_reason(
+                &pw.name,
+                group,
+                short,
+                str::to_owned,
+            ));
+        }
+        m
     }
 }
 
