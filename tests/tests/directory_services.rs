@@ -3196,7 +3196,6 @@ fn the_tools_say_why_a_missing_group_or_an_incomplete_list_leaves_a_membership_u
     let mut f = Failures::default();
     let mode = Mode::Home;
     mode.enroll(&u);
-    ds.with(|c| c.grmember = false);
     for (what, group, source, reason) in [
         ("a directory answering: control", g.as_str(), "ok", None),
         (
@@ -3209,10 +3208,15 @@ fn the_tools_say_why_a_missing_group_or_an_incomplete_list_leaves_a_membership_u
             "the directory's initgroups down",
             g.as_str(),
             "initdown",
-            Some("is incomplete (the name service source"),
+            Some("is incomplete ("),
         ),
     ] {
-        ds.with(|c| c.group = source);
+        // The user in no directory group: the group's entry lists no member, and the
+        // directory's own list of the user's groups is empty (or down).
+        ds.with(|c| {
+            c.grmember = false;
+            c.group = source;
+        });
         let stack = Stack::probe("svc", &mode.args(&format!("require_group={group}")));
         let driver = Driver::new(&stack, "svc", &u.name)
             .answer(&wrong_totp(SECRET_160, T0))
