@@ -308,6 +308,23 @@ fn setup(test: &str, tag: &str) -> Option<(TestUser, DirSvc)> {
     Some((u, ds))
 }
 
+/// The reasons `totp-state audit --json`'s output `out` gives for `u`.
+fn audit_reasons(out: &std::process::Output, u: &TestUser) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["user"] == u.name.as_str())
+        .flat_map(|v| {
+            v["reasons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// A root-owned rule file in the stand-in's (root-owned, 0755) directory.
 fn rules_file(ds: &DirSvc, name: &str, rules: &str) -> PathBuf {
     let p = ds.path().join(name);
@@ -2825,19 +2842,7 @@ fn the_tools_say_why_a_source_without_getgrgid_leaves_a_non_membership_unknown()
         let mut audit = system_tests::audit_command(stack.path());
         audit.args(["--user", &u.name]);
         let out = ds.wrap(&audit).output().expect("totp-state audit");
-        let reasons: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["user"] == u.name.as_str())
-            .flat_map(|v| {
-                v["reasons"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|r| r.as_str().map(str::to_owned))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let reasons = audit_reasons(&out, &u);
         let skip_said = reasons
             .iter()
             .any(|r| r.contains("member of no require group"));
@@ -3119,7 +3124,6 @@ fn each_gid_is_named_once_however_many_groups_are_proven() {
     let mut f = Failures::default();
     let mode = Mode::Home;
     mode.enroll(&u);
-    // Local groups the user is not in.
     let asked_once = |what: &str, f: &mut Failures, calls: Vec<String>| {
         for gid in [u.gid, ds.control.grgid] {
             let asked = format!("getgrgid {gid}");
@@ -3129,6 +3133,7 @@ fn each_gid_is_named_once_however_many_groups_are_proven() {
             }
         }
     };
+    // Local groups the user is not in.
     for (what, groups) in [
         ("one group: control", "nogroup"),
         ("two groups", "nogroup,staff"),
@@ -3239,19 +3244,7 @@ fn the_tools_say_why_a_missing_group_or_an_incomplete_list_leaves_a_membership_u
         let mut audit = system_tests::audit_command(stack.path());
         audit.args(["--user", &u.name]);
         let out = ds.wrap(&audit).output().expect("totp-state audit");
-        let reasons: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["user"] == u.name.as_str())
-            .flat_map(|v| {
-                v["reasons"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|r| r.as_str().map(str::to_owned))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let reasons = audit_reasons(&out, &u);
         let skip_said = reasons
             .iter()
             .any(|r| r.contains("member of no require group"));
