@@ -224,11 +224,12 @@ fn signal_handlers() -> Vec<(c_int, usize)> {
         .collect()
 }
 
-fn module_mapped() -> bool {
+/// Whether a file whose path ends in `name` is mapped into this process.
+fn module_mapped(name: &str) -> bool {
     std::fs::read_to_string("/proc/self/maps")
         .expect("maps")
         .lines()
-        .any(|l| l.ends_with("/libpam_totp.so"))
+        .any(|l| l.ends_with(name))
 }
 
 fn thread_count() -> usize {
@@ -238,16 +239,17 @@ fn thread_count() -> usize {
 /// Runs in a child process started by the test below (it re-executes this test binary).
 #[test]
 fn unload_child_process() {
-    let (Ok(confdir), Ok(user), Ok(answers)) = (
+    let (Ok(confdir), Ok(user), Ok(answers), Ok(module)) = (
         std::env::var("PAM_TOTP_UNLOAD_CHILD_CONFDIR"),
         std::env::var("PAM_TOTP_UNLOAD_CHILD_USER"),
         std::env::var("PAM_TOTP_UNLOAD_CHILD_ANSWERS"),
+        std::env::var("PAM_TOTP_UNLOAD_CHILD_MODULE"),
     ) else {
         return;
     };
     let signals = signal_handlers();
     let threads = thread_count();
-    println!("child-mapped-before {}", module_mapped());
+    println!("child-mapped-before {}", module_mapped(&module));
     for (i, answer) in answers.split(',').enumerate() {
         let mut tx = Transaction::start(
             "edge",
@@ -257,11 +259,54 @@ fn unload_child_process() {
         )
         .expect("pam_start");
         println!("child-auth{i} {}", tx.authenticate(0));
-        println!("child-mapped-during{i} {}", module_mapped());
+        println!("child-mapped-during{i} {}", module_mapped(&module));
         drop(tx);
-        println!("child-mapped-after{i} {}", module_mapped());
+        println!("child-mapped-after{i} {}", module_mapped(&module));
         println!("child-signals-same{i} {}", signal_handlers() == signals);
         println!("child-threads-same{i} {}", thread_count() == threads);
+    }
+}
+
+/// The lines `unload_child_process`, run in a child process on `stack`'s service
+/// `edge` for `user` with one transaction per answer, printed about `module` (the
+/// file name whose mapping it looks for), and a lookup of one of them.
+fn unload_child(stack: &Stack, user: &str, answers: &str, module: &str) -> UnloadChild {
+    let out = std::process::Command::new(std::env::current_exe().expect("current_exe"))
+        .args([
+            "--exact",
+            "unload_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PAM_TOTP_UNLOAD_CHILD_CONFDIR", stack.path())
+        .env("PAM_TOTP_UNLOAD_CHILD_USER", user)
+        .env("PAM_TOTP_UNLOAD_CHILD_ANSWERS", answers)
+        .env("PAM_TOTP_UNLOAD_CHILD_MODULE", module)
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run child");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    UnloadChild { stdout }
+}
+
+struct UnloadChild {
+    stdout: String,
+}
+
+impl UnloadChild {
+    fn value(&self, k: &str) -> String {
+        let k = format!("{k} ");
+        self.stdout
+            .lines()
+            .find_map(|l| l.find(&k).map(|i| l[i + k.len()..].trim().to_string()))
+            .unwrap_or_else(|| panic!("no {k} in {}", self.stdout))
     }
 }
 
@@ -273,7 +318,9 @@ fn unload_child_process() {
 /// count are as before, and the process exits cleanly. The verdicts show each load
 /// really ran (a wrong code, the right one, its replay refused by the state the
 /// earlier load wrote); the mapping seen while a transaction is open is the control
-/// that the unmapping check sees the module at all.
+/// that the unmapping check sees the module at all. The negative control: a module
+/// compiled by the test that leaves a signal handler and a thread behind
+/// (`tests/pam/leaky.c`) fails the same checks.
 #[test]
 fn each_pam_end_unloads_the_module_and_leaves_nothing_behind() {
     if !require_root("each_pam_end_unloads_the_module_and_leaves_nothing_behind") {
@@ -285,57 +332,50 @@ fn each_pam_end_unloads_the_module_and_leaves_nothing_behind() {
     let t = now();
     let code = code_at(SECRET_160, t);
     let answers = format!("{},{code},{code}", system_tests::wrong_totp(SECRET_160, t));
-    let out = std::process::Command::new(std::env::current_exe().expect("current_exe"))
-        .args([
-            "--exact",
-            "unload_child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("PAM_TOTP_UNLOAD_CHILD_CONFDIR", stack.path())
-        .env("PAM_TOTP_UNLOAD_CHILD_USER", &user.name)
-        .env("PAM_TOTP_UNLOAD_CHILD_ANSWERS", answers)
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run child");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child: {:?}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let value = |k: &str| -> String {
-        stdout
-            .lines()
-            .find_map(|l| l.find(k).map(|i| l[i + k.len()..].trim().to_string()))
-            .unwrap_or_else(|| panic!("no {k} in {stdout}"))
-    };
-    assert_eq!(value("child-mapped-before "), "false", "{stdout}");
+    let child = unload_child(&stack, &user.name, &answers, "/libpam_totp.so");
+    let stdout = &child.stdout;
+    assert_eq!(child.value("child-mapped-before"), "false", "{stdout}");
     for (i, rc) in ["7", "0", "7"].iter().enumerate() {
-        assert_eq!(&value(&format!("child-auth{i} ")), rc, "{stdout}");
+        assert_eq!(&child.value(&format!("child-auth{i}")), rc, "{stdout}");
         assert_eq!(
-            value(&format!("child-mapped-during{i} ")),
+            child.value(&format!("child-mapped-during{i}")),
             "true",
             "{stdout}"
         );
         assert_eq!(
-            value(&format!("child-mapped-after{i} ")),
+            child.value(&format!("child-mapped-after{i}")),
             "false",
             "something keeps the module loaded after pam_end: {stdout}"
         );
         assert_eq!(
-            value(&format!("child-signals-same{i} ")),
+            child.value(&format!("child-signals-same{i}")),
             "true",
             "{stdout}"
         );
         assert_eq!(
-            value(&format!("child-threads-same{i} ")),
+            child.value(&format!("child-threads-same{i}")),
             "true",
             "{stdout}"
         );
     }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let leaky_so = dir.path().join("pam_leaky.so");
+    system_tests::compile_c(
+        "tests/pam/leaky.c",
+        &leaky_so,
+        &["-shared".into(), "-fPIC".into()],
+        &["-lpthread".into()],
+    );
+    let leaky = Stack::new();
+    leaky.service("edge", &format!("auth required {}\n", leaky_so.display()));
+    let child = unload_child(&leaky, &user.name, "000000", "/pam_leaky.so");
+    let stdout = &child.stdout;
+    // It ran (its failure, while mapped), and both leftovers are seen.
+    assert_eq!(child.value("child-auth0"), "7", "{stdout}");
+    assert_eq!(child.value("child-mapped-during0"), "true", "{stdout}");
+    assert_eq!(child.value("child-signals-same0"), "false", "{stdout}");
+    assert_eq!(child.value("child-threads-same0"), "false", "{stdout}");
 }
 
 /// An application's conversation function may set `PAM_USER` while the module's prompt
