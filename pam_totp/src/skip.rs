@@ -9,7 +9,7 @@ use std::path::Path;
 
 use totp_core::access::{Groups, RuleFile, SkipDecision, Subject, skip_decision};
 use totp_core::addr::classify_origin;
-use totp_core::membership::{self, GroupList, Membership, Question};
+use totp_core::membership::{Membership, Question};
 use totp_core::options::ModuleOptions;
 use totp_os::safefile::{self, FileRules};
 
@@ -160,71 +160,29 @@ impl<'a> GroupFacts<'a> {
     fn look_up(&self, pw: &Passwd, group: &str, question: Question) -> Membership {
         let shown = sanitize(group.as_bytes());
         let who = sanitize(pw.name.as_bytes());
-        let entry = match self.sys.group_by_name(group) {
-            Ok(Some(e)) => Some(e),
-            Ok(None) => {
-                self.note(nss::group_entry_unknown_reason(&who, &shown, None));
-                None
-            }
-            Err(e) => {
-                self.note(nss::group_entry_unknown_reason(&who, &shown, Some(&e)));
-                None
-            }
-        };
-        let m = membership::prove(
+        nss::prove_membership(
             question,
-            &pw.name,
-            pw.gid,
+            pw,
             group,
-            entry.as_ref(),
-            || self.list(pw, question),
-            || match self.sys.group_in_every_source(group) {
-                Ok(entries) => Some(entries),
-                Err(e) => {
-                    self.note(nss::group_unknown_reason(&who, &shown, &e));
-                    None
-                }
+            self.sys.group_by_name(group),
+            // `getgrouplist` alone for a membership, that and each source's own answer
+            // for a non-membership.
+            || {
+                self.lists.with(
+                    question,
+                    || self.sys.group_list(pw),
+                    |ids| self.sys.complete_group_list(pw, ids),
+                )
             },
-            |gid| match self.sys.gid_names(gid) {
-                Ok(names) => Some(names),
-                Err(e) => {
-                    self.note(nss::gid_unknown_reason(gid, &who, &shown, &e, |s| {
-                        sanitize(s.as_bytes())
-                    }));
-                    None
-                }
+            || self.sys.group_in_every_source(group),
+            |gid| self.sys.gid_names(gid),
+            &nss::UnknownReasons {
+                who: &who,
+                shown: &shown,
+                show: &|s| sanitize(s.as_bytes()),
+                note: &|why| self.note(why),
             },
-        );
-        // Without the entry, its own note above says why.
-        let short = self.lists.asked(question).filter(|l| !l.list.complete);
-        if let (Membership::Unknown, Some(_), Some(short)) = (m, &entry, short) {
-            self.note(nss::group_list_incomplete_reason(
-                &who,
-                &shown,
-                short,
-                |s| sanitize(s.as_bytes()),
-            ));
-        }
-        m
-    }
-
-    /// The list a question needs: `getgrouplist` alone for a membership, that and each
-    /// source's own answer for a non-membership; `None` when the lookup failed (noted).
-    fn list(&self, pw: &Passwd, question: Question) -> Option<&GroupList> {
-        match self.lists.with(
-            question,
-            || self.sys.group_list(pw),
-            |ids| self.sys.complete_group_list(pw, ids),
-        ) {
-            Ok(l) => Some(&l.list),
-            Err(e) => {
-                self.note(nss::group_list_failed_reason(
-                    &sanitize(pw.name.as_bytes()),
-                    e,
-                ));
-                None
-            }
-        }
+        )
     }
 }
 

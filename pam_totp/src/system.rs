@@ -97,10 +97,7 @@ impl System for Host {
     }
 
     fn group_by_name(&self, name: &str) -> Result<Option<GroupEntry>, NssError> {
-        Ok(nss::lookup_group_by_name(name)?.map(|g| GroupEntry {
-            gid: g.gid,
-            members: g.members,
-        }))
+        Ok(nss::lookup_group_by_name(name)?.map(GroupEntry::from))
     }
 
     fn group_in_every_source(&self, name: &str) -> Result<Vec<GroupEntry>, NssError> {

@@ -10,7 +10,7 @@ use totp_core::access::{
     self, AccessRules, Explanation, Groups, MatchedRule, ParseOptions, RawSubject, SkipVerdict,
 };
 use totp_core::addr::Origin;
-use totp_core::membership::{self, GroupEntry, Membership, Question};
+use totp_core::membership::{GroupEntry, Membership, Question};
 use totp_os::nss;
 use totp_os::safefile::{self, FileError, FileRules};
 
@@ -119,67 +119,22 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         let who = pw.name.escape_debug().to_string();
         let shown = group.escape_debug().to_string();
         let why = RefCell::new(Vec::new());
-        let entry = match nss::lookup_group_by_name(group) {
-            Ok(Some(g)) => Some(GroupEntry {
-                gid: g.gid,
-                members: g.members,
-            }),
-            Ok(None) => {
-                why.borrow_mut()
-                    .push(nss::group_entry_unknown_reason(&who, &shown, None));
-                None
-            }
-            Err(e) => {
-                why.borrow_mut()
-                    .push(nss::group_entry_unknown_reason(&who, &shown, Some(&e)));
-                None
-            }
-        };
-        let m = membership::prove(
+        let entry = nss::lookup_group_by_name(group).map(|g| g.map(GroupEntry::from));
+        let m = nss::prove_membership(
             question,
-            &pw.name,
-            pw.gid,
+            &pw,
             group,
-            entry.as_ref(),
-            || match lists.of(&pw, &sources, question) {
-                Ok(l) => Some(&l.list),
-                Err(e) => {
-                    why.borrow_mut()
-                        .push(nss::group_list_failed_reason(&who, e));
-                    None
-                }
-            },
-            || {
-                sources
-                    .group(group)
-                    .map_err(|e| {
-                        why.borrow_mut()
-                            .push(nss::group_unknown_reason(&who, &shown, &e))
-                    })
-                    .ok()
-            },
-            |gid| {
-                sources
-                    .gid_names(gid)
-                    .map_err(|e| {
-                        why.borrow_mut()
-                            .push(nss::gid_unknown_reason(gid, &who, &shown, &e, |s| {
-                                s.escape_debug().to_string()
-                            }))
-                    })
-                    .ok()
+            entry,
+            || lists.of(&pw, &sources, question),
+            || sources.group(group),
+            |gid| sources.gid_names(gid),
+            &nss::UnknownReasons {
+                who: &who,
+                shown: &shown,
+                show: &|s| s.escape_debug().to_string(),
+                note: &|r| why.borrow_mut().push(r),
             },
         );
-        // Without the entry, its own reason above says why.
-        let short = lists.asked(question).filter(|l| !l.list.complete);
-        if let (Membership::Unknown, Some(_), Some(short)) = (m, &entry, short) {
-            why.borrow_mut().push(nss::group_list_incomplete_reason(
-                &who,
-                &shown,
-                short,
-                |s| s.escape_debug().to_string(),
-            ));
-        }
         asked.borrow_mut().push(GroupJson {
             name: group.to_owned(),
             membership: match m {

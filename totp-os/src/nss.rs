@@ -15,7 +15,7 @@ use std::ptr;
 use libc::{c_char, c_int, gid_t, uid_t};
 
 use crate::creds::Identity;
-use totp_core::membership::{GroupEntry, GroupList, Question};
+use totp_core::membership::{self, GroupEntry, GroupList, Membership, Question};
 
 /// The fields of a passwd entry the module may use.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -218,6 +218,85 @@ pub fn gid_unknown_reason(
              group called {shown}?): {e}; membership unknown, so it cannot excuse the code"
         ),
     }
+}
+
+/// How the reasons a membership stays unknown are written and where they go: the
+/// account's and the group's names made printable by the caller, `show` for a source's
+/// name in them (each output has its own escaping), and `note`, which takes each.
+pub struct UnknownReasons<'a> {
+    pub who: &'a str,
+    pub shown: &'a str,
+    pub show: &'a dyn Fn(&str) -> String,
+    pub note: &'a dyn Fn(String),
+}
+
+/// [`membership::prove`] of `pw`'s membership of `group`, each reason it stays unknown
+/// given to `why` in the words the module logs it with: the group's `entry` not found
+/// or its lookup failed, the user's `list` failed or left incomplete, the group in
+/// every source or a gid's names not answered. One wiring for the module, `totp-state
+/// audit` and `totp-enroll explain`, which each fetch the facts their own way (the
+/// module through its `System`, the audit with answers kept across accounts), so the
+/// three give the same reasons.
+#[allow(clippy::too_many_arguments)] // each fact is fetched lazily, by its own closure
+pub fn prove_membership<'l>(
+    question: Question,
+    pw: &Passwd,
+    group: &str,
+    entry: Result<Option<GroupEntry>, NssError>,
+    list: impl FnOnce() -> Result<&'l AccountList, &'l NssError>,
+    every_source: impl FnOnce() -> Result<Vec<GroupEntry>, NssError>,
+    mut gid_names: impl FnMut(gid_t) -> Result<Vec<String>, NssError>,
+    why: &UnknownReasons<'_>,
+) -> Membership {
+    let entry = match entry {
+        Ok(found) => {
+            if found.is_none() {
+                (why.note)(group_entry_unknown_reason(why.who, why.shown, None));
+            }
+            found
+        }
+        Err(e) => {
+            (why.note)(group_entry_unknown_reason(why.who, why.shown, Some(&e)));
+            None
+        }
+    };
+    let listed: std::cell::Cell<Option<&'l AccountList>> = std::cell::Cell::new(None);
+    let m = membership::prove(
+        question,
+        &pw.name,
+        pw.gid,
+        group,
+        entry.as_ref(),
+        || match list() {
+            Ok(l) => {
+                listed.set(Some(l));
+                Some(&l.list)
+            }
+            Err(e) => {
+                (why.note)(group_list_failed_reason(why.who, e));
+                None
+            }
+        },
+        || {
+            every_source()
+                .map_err(|e| (why.note)(group_unknown_reason(why.who, why.shown, &e)))
+                .ok()
+        },
+        |gid| {
+            gid_names(gid)
+                .map_err(|e| (why.note)(gid_unknown_reason(gid, why.who, why.shown, &e, why.show)))
+                .ok()
+        },
+    );
+    // Without the entry, its own reason above says why.
+    if let (Membership::Unknown, Some(_), Some(l)) = (m, &entry, listed.get())
+        && !l.list.complete
+    {
+        (why.note)(group_list_incomplete_reason(
+            why.who, why.shown, l, why.show,
+        ));
+    }
+    m
 }
 
 /// Buffers start here and double on `ERANGE` up to [`MAX_BUFFER`].
@@ -656,6 +735,16 @@ pub struct Group {
     /// How many `gr_mem` names are not UTF-8: none of them is the user, but each is a
     /// member, so a group with any is shared (never a user-private group).
     pub undecodable_members: usize,
+}
+
+/// The entry as the group rules read it (`membership::prove`).
+impl From<Group> for GroupEntry {
+    fn from(g: Group) -> GroupEntry {
+        GroupEntry {
+            gid: g.gid,
+            members: g.members,
+        }
+    }
 }
 
 /// Look up a group by name with `getgrnam_r`.

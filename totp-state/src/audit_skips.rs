@@ -11,7 +11,7 @@ use totp_core::access::{
     skip_decision,
 };
 use totp_core::addr::{self, Origin, OriginReason};
-use totp_core::membership::{self, GroupEntry, Membership, Question};
+use totp_core::membership::{GroupEntry, Membership, Question};
 use totp_core::options::ModuleOptions;
 use totp_os::inspect::{Finding, Verdict};
 use totp_os::nss::{self, Passwd};
@@ -283,46 +283,21 @@ impl<'a> Skips<'a> {
             }
             None => {
                 let began = std::time::Instant::now();
-                let entry = nss::lookup_group_by_name(group).map(|g| {
-                    g.map(|g| GroupEntry {
-                        gid: g.gid,
-                        members: g.members,
-                    })
-                });
+                let entry = nss::lookup_group_by_name(group).map(|g| g.map(GroupEntry::from));
                 self.groups
                     .borrow_mut()
                     .insert(group.to_owned(), (entry.clone(), began.elapsed()));
                 entry
             }
         };
-        // Why the membership stays unknown, in the module's words (its log line).
-        let entry = match looked_up {
-            Ok(Some(entry)) => Some(entry),
-            Ok(None) => {
-                lists.note(nss::group_entry_unknown_reason(&pw.name, group, None));
-                None
-            }
-            Err(e) => {
-                lists.note(nss::group_entry_unknown_reason(&pw.name, group, Some(&e)));
-                None
-            }
-        };
-        let m = membership::prove(
+        // Why the membership stays unknown, in the module's words (its log line); the
+        // account's own walk, as the login's.
+        nss::prove_membership(
             question,
-            &pw.name,
-            pw.gid,
+            pw,
             group,
-            entry.as_ref(),
-            // As the module: a failed lookup is no list (the membership stays unknown).
-            || match lists.lists.of(pw, &lists.sources, question) {
-                Ok(l) => Some(&l.list),
-                Err(e) => {
-                    lists.note(nss::group_list_failed_reason(&pw.name, e));
-                    None
-                }
-            },
-            // The account's own walk, as the login's, and why a source did not answer
-            // said as the module logs it.
+            looked_up,
+            || lists.lists.of(pw, &lists.sources, question),
             || {
                 shared(
                     &self.every_source,
@@ -331,8 +306,6 @@ impl<'a> Skips<'a> {
                     (&lists.groups_asked, (group.to_owned(), question)),
                     || lists.sources.group(group),
                 )
-                .map_err(|e| lists.note(nss::group_unknown_reason(&pw.name, group, &e)))
-                .ok()
             },
             |gid| {
                 shared(
@@ -342,29 +315,14 @@ impl<'a> Skips<'a> {
                     (&lists.gids_asked, gid),
                     || lists.sources.gid_names(gid),
                 )
-                .map_err(|e| {
-                    lists.note(nss::gid_unknown_reason(
-                        gid,
-                        &pw.name,
-                        group,
-                        &e,
-                        str::to_owned,
-                    ))
-                })
-                .ok()
             },
-        );
-        // Without the entry, its own note above says why.
-        let short = lists.lists.asked(question).filter(|l| !l.list.complete);
-        if let (Membership::Unknown, Some(_), Some(short)) = (m, &entry, short) {
-            lists.note(nss::group_list_incomplete_reason(
-                &pw.name,
-                group,
-                short,
-                str::to_owned,
-            ));
-        }
-        m
+            &nss::UnknownReasons {
+                who: &pw.name,
+                shown: group,
+                show: &str::to_owned,
+                note: &|why| lists.note(why),
+            },
+        )
     }
 }
 
