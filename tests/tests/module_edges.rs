@@ -359,7 +359,8 @@ fn each_pam_end_unloads_the_module_and_leaves_nothing_behind() {
         );
     }
 
-    let dir = tempfile::tempdir().expect("tempdir");
+    // Not below /tmp: a host may mount it noexec, and libpam could not map the module.
+    let dir = system_tests::fleet::trusted_dir("pam_totp-leaky");
     let leaky_so = dir.path().join("pam_leaky.so");
     system_tests::compile_c(
         "tests/pam/leaky.c",
