@@ -114,17 +114,20 @@ fn prefix() -> String {
 
 /// The module options of both backends for a TLS store at `host:port`, the local
 /// fallback on, short bounds, and `files`: the TLS file options of each backend.
+/// The connect bound (which covers resolving `localhost` in a child process and the
+/// handshake) is loose: every fault in this file is answered at once, and a loaded
+/// host must not turn a refusal into an outage.
 fn stores(host: &str, port: u16, files: &TlsFiles) -> [(&'static str, String); 2] {
     let redis = format!(
         "state=rediss://{host}:{port} redis_plugin={} redis_prefix={} \
-         redis_connect_timeout=1000 redis_timeout=500 state_fallback=local{}",
+         redis_connect_timeout=3000 redis_timeout=500 state_fallback=local{}",
         plugin().display(),
         prefix(),
         files.options("redis_ca_file", "redis_client_cert", "redis_client_key")
     );
     let etcd = format!(
         "state=etcds://{host}:{port} etcd_plugin={} etcd_prefix={} \
-         etcd_connect_timeout=1000 etcd_timeout=500 state_fallback=local{}",
+         etcd_connect_timeout=3000 etcd_timeout=500 state_fallback=local{}",
         etcd_plugin().display(),
         prefix(),
         files.options("etcd_ca_file", "etcd_cert_file", "etcd_key_file")
@@ -1152,7 +1155,7 @@ fn an_etcd_member_failing_tls_is_skipped_with_a_warning_through_libpam() {
     let args = |members: &[String]| {
         format!(
             "state=etcds://{} etcd_plugin={} etcd_prefix={prefix} etcd_ca_file={} \
-             etcd_connect_timeout=1000 etcd_timeout=1000 state_fallback=local",
+             etcd_connect_timeout=3000 etcd_timeout=1000 state_fallback=local",
             members.join(","),
             etcd_plugin().display(),
             ca.ca_cert.display()
@@ -1278,7 +1281,7 @@ fn an_etcd_member_refusing_the_client_certificate_is_a_refusal_through_libpam() 
     let args = |client: Option<(&Path, &Path)>| {
         let mut s = format!(
             "state=etcds://{} etcd_plugin={} etcd_prefix={prefix} etcd_ca_file={} \
-             etcd_connect_timeout=1000 etcd_timeout=1000 state_fallback=local",
+             etcd_connect_timeout=3000 etcd_timeout=1000 state_fallback=local",
             members.join(","),
             etcd_plugin().display(),
             ca.ca_cert.display()
@@ -1333,7 +1336,7 @@ fn an_etcd_member_refusing_the_client_certificate_is_a_refusal_through_libpam() 
     at += 30;
     let lone = format!(
         "state=etcds://127.0.0.1:{} etcd_plugin={} etcd_prefix={prefix} etcd_ca_file={} \
-         etcd_connect_timeout=1000 etcd_timeout=5000 state_fallback=local",
+         etcd_connect_timeout=3000 etcd_timeout=5000 state_fallback=local",
         dying.port,
         etcd_plugin().display(),
         ca.ca_cert.display()
@@ -1391,7 +1394,7 @@ fn a_redis_server_refusing_the_client_certificate_is_a_refusal_through_libpam() 
     let args = |url: &str, client: Option<(&Path, &Path)>| {
         let mut s = format!(
             "state={url} redis_plugin={} redis_prefix={prefix} redis_ca_file={} \
-             redis_connect_timeout=1000 redis_timeout=5000 state_fallback=local",
+             redis_connect_timeout=3000 redis_timeout=5000 state_fallback=local",
             plugin().display(),
             ca.ca_cert.display()
         );
@@ -1502,7 +1505,7 @@ fn sentinels_failing_tls_are_a_refusal_and_with_one_unreachable_an_outage_throug
         let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         format!(
             "state=rediss+sentinel://{}/fleet redis_plugin={} redis_prefix={} \
-             redis_connect_timeout=1000 redis_timeout=500 state_fallback=local \
+             redis_connect_timeout=3000 redis_timeout=500 state_fallback=local \
              redis_ca_file={}",
             nodes.join(","),
             plugin().display(),
