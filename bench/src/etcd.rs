@@ -144,6 +144,11 @@ impl BenchEtcd {
         }
     }
 
+    /// The client port of the member listed first (the one the plugin asks first).
+    pub fn first_member(&self) -> u16 {
+        self.clients[0]
+    }
+
     /// The module options that put the state on this cluster.
     pub fn options(&self) -> String {
         format!(

@@ -82,6 +82,11 @@ impl BenchRedis {
         )
     }
 
+    /// The server's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Forgets every record (between iterations, like the local state rewrite).
     pub fn flush(&self) -> Result<(), String> {
         // Only the benchmarked user's record: the store's record (`<prefix>store`) stays, as on a

@@ -27,6 +27,7 @@ mod memory;
 mod report;
 mod sandbox;
 mod user;
+mod wire;
 
 use args::*;
 use cases::*;
@@ -801,6 +802,7 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
         access.len()
     );
     run_cases(b, &mut auth)?;
+    let wire = wire_floors(b)?;
     // The rewrites done for the authentication cases are the "durable write" figure.
     let rewrite = percentile(&b.rewrite_samples, 50);
     check_access_controls(b, &access)?;
@@ -826,6 +828,7 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
     println!();
     print_table(&auth, &access);
     println!();
+    print_wire_floors(&wire);
     println!(
         "durable rewrite of the state file (temp + fsync + rename + dir fsync, done by the bench between iterations): median {}",
         fmt_us(rewrite)
@@ -954,6 +957,7 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
         true,
     );
     fresh_ratios(&auth, "redis");
+    best_ratio(&auth, wire.redis.as_ref());
     goal(
         "wrong code through Redis ≤ 1.2× the local store",
         ratio(
@@ -974,6 +978,7 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
         true,
     );
     fresh_ratios(&auth, "etcd");
+    best_ratio(&auth, wire.etcd.as_ref());
     goal(
         "10,000 access rules ≤ 0.33× pam_access",
         ratio(
@@ -997,6 +1002,114 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// The stores alone ([`wire`]), when their rows run: two round trips, then one.
+struct WireFloors {
+    redis: Option<[Vec<Duration>; 2]>,
+    etcd: Option<[Vec<Duration>; 2]>,
+}
+
+fn wire_floors(b: &Bench) -> Result<WireFloors, String> {
+    let budget = b.opts.budget;
+    let both = |mut one: Box<dyn FnMut(wire::Trips) -> Result<(), String> + '_>,
+                flush: &dyn Fn() -> Result<(), String>|
+     -> Result<[Vec<Duration>; 2], String> {
+        let two = wire::measure(budget, flush, || one(wire::Trips::Two))?;
+        let single = wire::measure(budget, flush, || one(wire::Trips::One))?;
+        Ok([two, single])
+    };
+    let redis = match &b.redis {
+        Some(r) if b.opts.wants("redis-right") => {
+            let port = r.port();
+            Some(both(
+                Box::new(move |trips| {
+                    wire::redis_once(port, totp_core::fleet::DEFAULT_PREFIX, USER, trips)
+                        .map_err(|e| format!("Redis alone: {e}"))
+                }),
+                &|| r.flush(),
+            )?)
+        }
+        _ => None,
+    };
+    let etcd = match &b.etcd {
+        Some(e) if b.opts.wants("etcd-right") => {
+            let port = e.first_member();
+            Some(both(
+                Box::new(move |trips| {
+                    wire::etcd_once(
+                        port,
+                        totp_core::fleet::etcd::DEFAULT_ETCD_PREFIX,
+                        USER,
+                        trips,
+                    )
+                    .map_err(|e| format!("etcd alone: {e}"))
+                }),
+                &|| e.flush(),
+            )?)
+        }
+        _ => None,
+    };
+    Ok(WireFloors { redis, etcd })
+}
+
+fn print_wire_floors(w: &WireFloors) {
+    if w.redis.is_none() && w.etcd.is_none() {
+        return;
+    }
+    println!(
+        "the stores alone, no module (a minimal client in this process doing one login's wire work per iteration, after the row's flush; src/wire.rs):"
+    );
+    for (what, floors) in [
+        (
+            [
+                "Redis: connect, INFO and two HMGETs in one write, then an EVAL doing the function's reads and write, close",
+                "Redis in one round trip: the same four commands in one write",
+            ],
+            &w.redis,
+        ),
+        (
+            [
+                "etcd: connect to the first member, a linearizable read of the two records, a compare-and-put transaction, close",
+                "etcd in one request: the compare-and-put alone, the records read in its failure branch",
+            ],
+            &w.etcd,
+        ),
+    ] {
+        let Some(floors) = floors else {
+            continue;
+        };
+        for (label, s) in what.iter().zip(floors) {
+            println!(
+                "  {label}: median {}, p90 {}, n {}",
+                fmt_us(percentile(s, 50)),
+                fmt_us(percentile(s, 90)),
+                s.len()
+            );
+        }
+    }
+}
+
+/// Under a shared store's goal: the local store's right code plus that store alone,
+/// over the local store's right code, with two round trips and with one. No plugin
+/// can do better on this machine (it still does the local row's work but for the
+/// local store's own update, a small part of that row).
+fn best_ratio(auth: &[Case], floors: Option<&[Vec<Duration>; 2]>) {
+    let Some([two, one]) = floors else {
+        return;
+    };
+    let local = median_of(auth, "totp-right");
+    let best = |floor: &[Duration]| {
+        fmt_ratio(ratio(
+            local.zip(percentile(floor, 50)).map(|(l, f)| l + f),
+            local,
+        ))
+    };
+    println!(
+        "      at best, the local store's right code plus the store alone: {} in two round trips, {} in one (printed, no limit)",
+        best(two),
+        best(one)
+    );
 }
 
 /// The right code's shared-store/local ratio in the fresh-process rows, printed under

@@ -1,0 +1,265 @@
+//! The shared stores alone: a minimal client in the bench's own process doing one
+//! login's wire work per iteration, with no module, plugin, checks or decoding beyond
+//! the framing. What it takes is a floor no plugin can go below on this machine, so
+//! the goals' ratios can be read against it (issues 21 and 22).
+//!
+//! Redis: a connect, `INFO` and the two `HMGET`s of the open in one write, an `EVAL`
+//! doing what the compare-and-set function does on the server (the store record's and
+//! the user's reads, one `HSET`), and the close. etcd: a connect to the member the
+//! plugin asks first, the open's linearizable read of the two records (one read-only
+//! transaction), a compare-and-put transaction, and the close. The writes go to a key
+//! of their own, so the rows' records are left as they were.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Fewest iterations of a floor, however short the budget.
+const MIN_ITERATIONS: usize = 50;
+
+/// Runs `one` until `budget` has passed (at least [`MIN_ITERATIONS`] times) and returns
+/// each run's time; the first run (a cold server path) is left out. `before` runs
+/// untimed ahead of each, as the row's flush runs ahead of each login: the server is
+/// then as busy, or as idle, when the floor's requests arrive as when a login's do
+/// (back to back, etcd answered a third faster than after the flush's `etcdctl`).
+pub fn measure(
+    budget: Duration,
+    mut before: impl FnMut() -> Result<(), String>,
+    mut one: impl FnMut() -> Result<(), String>,
+) -> Result<Vec<Duration>, String> {
+    before()?;
+    one()?;
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    while samples.len() < MIN_ITERATIONS || started.elapsed() < budget {
+        before()?;
+        let t = Instant::now();
+        one()?;
+        samples.push(t.elapsed());
+    }
+    Ok(samples)
+}
+
+fn connect(port: u16) -> Result<TcpStream, String> {
+    let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    s.set_nodelay(true).map_err(|e| e.to_string())?;
+    Ok(s)
+}
+
+/// A RESP command.
+fn resp(args: &[&str]) -> String {
+    let mut out = format!("*{}\r\n", args.len());
+    for a in args {
+        out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    out
+}
+
+/// Reads one RESP reply whole; an error reply is an error.
+fn read_reply(r: &mut impl BufRead) -> Result<(), String> {
+    let mut line = String::new();
+    r.read_line(&mut line).map_err(|e| format!("read: {e}"))?;
+    let body = line.trim_end();
+    let count = || -> Result<i64, String> {
+        body[1..]
+            .parse::<i64>()
+            .map_err(|_| format!("bad reply {body:?}"))
+    };
+    match body.as_bytes().first() {
+        Some(b'+' | b':') => Ok(()),
+        Some(b'-') => Err(format!("server error: {body}")),
+        Some(b'$') => {
+            let n = count()?;
+            if n >= 0 {
+                let mut data = vec![0u8; n as usize + 2];
+                r.read_exact(&mut data).map_err(|e| format!("read: {e}"))?;
+            }
+            Ok(())
+        }
+        Some(b'*') => {
+            for _ in 0..count()?.max(0) {
+                read_reply(r)?;
+            }
+            Ok(())
+        }
+        _ => Err(format!("bad reply {body:?}")),
+    }
+}
+
+/// What the compare-and-set function reads and writes on the server, as a script.
+const REDIS_CAS: &str = "local s = redis.call('HMGET', KEYS[2], 'v', 'i') \
+     local v = redis.call('HGET', KEYS[1], 'v') \
+     redis.call('HSET', KEYS[1], 'v', ARGV[1], 'r', ARGV[2]) return 1";
+
+/// How many round trips a floor takes: the two of today's read, decide, compare-and-set,
+/// or the one an optimistic compare-and-set against a record the host kept would take
+/// when the record has not changed since (issues 21 and 22: "one round trip per
+/// attempt"), which this measures so that its gain is known before it is built.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Trips {
+    Two,
+    One,
+}
+
+/// One login's Redis wire work against the server on `port` (keys under `prefix`).
+pub fn redis_once(port: u16, prefix: &str, user: &str, trips: Trips) -> Result<(), String> {
+    let store = format!("{prefix}store");
+    let record = format!("{prefix}user:{user}");
+    let scratch = format!("{prefix}bench-wire");
+    let mut s = connect(port)?;
+    let mut r = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+    let open = [
+        resp(&["INFO"]),
+        resp(&["HMGET", &store, "v", "i", "f"]),
+        resp(&["HMGET", &record, "v", "r"]),
+    ]
+    .concat();
+    // A record of the size a real one has (a few hundred bytes of text).
+    let value = "x".repeat(200);
+    let cas = resp(&["EVAL", REDIS_CAS, "2", &scratch, &store, "1", &value]);
+    if trips == Trips::One {
+        s.write_all([open, cas].concat().as_bytes())
+            .map_err(|e| format!("write: {e}"))?;
+        for _ in 0..4 {
+            read_reply(&mut r)?;
+        }
+        return Ok(());
+    }
+    s.write_all(open.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    for _ in 0..3 {
+        read_reply(&mut r)?;
+    }
+    s.write_all(cas.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    read_reply(&mut r)
+}
+
+/// Standard base64 (the gateway's encoding of keys and values).
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// One HTTP/1.1 POST on a kept-alive connection; the reply's status must be 200.
+fn post(
+    s: &mut TcpStream,
+    r: &mut impl BufRead,
+    port: u16,
+    path: &str,
+    body: &str,
+) -> Result<(), String> {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut status = String::new();
+    r.read_line(&mut status).map_err(|e| format!("read: {e}"))?;
+    if !status.starts_with("HTTP/1.1 200") {
+        return Err(format!("{path}: {}", status.trim_end()));
+    }
+    let (mut length, mut chunked) = (None, false);
+    loop {
+        let mut header = String::new();
+        r.read_line(&mut header).map_err(|e| format!("read: {e}"))?;
+        let header = header.trim_end().to_ascii_lowercase();
+        if header.is_empty() {
+            break;
+        }
+        if let Some(v) = header.strip_prefix("content-length:") {
+            length = v.trim().parse::<usize>().ok();
+        } else if header.starts_with("transfer-encoding:") && header.contains("chunked") {
+            chunked = true;
+        }
+    }
+    let skip = |n: usize, r: &mut dyn BufRead| -> Result<(), String> {
+        let mut data = vec![0u8; n];
+        r.read_exact(&mut data).map_err(|e| format!("read: {e}"))
+    };
+    if chunked {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).map_err(|e| format!("read: {e}"))?;
+            let n = usize::from_str_radix(size.trim_end(), 16)
+                .map_err(|_| format!("{path}: bad chunk size {size:?}"))?;
+            skip(n + 2, r)?;
+            if n == 0 {
+                return Ok(());
+            }
+        }
+    }
+    skip(length.ok_or_else(|| format!("{path}: no length"))?, r)
+}
+
+/// One login's etcd wire work against the member on `port` (keys under `prefix`); with
+/// one trip, the compare-and-put alone (the records read in its failure branch).
+pub fn etcd_once(port: u16, prefix: &str, user: &str, trips: Trips) -> Result<(), String> {
+    let store = base64(format!("{prefix}store").as_bytes());
+    let record = base64(format!("{prefix}user:{user}").as_bytes());
+    let scratch = base64(format!("{prefix}bench-wire").as_bytes());
+    let mut s = connect(port)?;
+    let mut r = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+    let ranges = format!(
+        r#"[{{"request_range":{{"key":"{store}"}}}},{{"request_range":{{"key":"{record}"}}}}]"#
+    );
+    if trips == Trips::Two {
+        post(
+            &mut s,
+            &mut r,
+            port,
+            "/v3/kv/txn",
+            &format!(r#"{{"success":{ranges}}}"#),
+        )?;
+    }
+    // Compared as the plugin compares (a record's mod_revision), but with a comparison
+    // that always holds, so that every iteration writes.
+    let value = base64("x".repeat(200).as_bytes());
+    let cas = format!(
+        r#"{{"compare":[{{"key":"{scratch}","target":"MOD","result":"LESS","mod_revision":"4611686018427387904"}}],"success":[{{"request_put":{{"key":"{scratch}","value":"{value}"}}}}],"failure":{ranges}}}"#
+    );
+    post(&mut s, &mut r, port, "/v3/kv/txn", &cas)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_pads_as_the_standard_says() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn replies_are_read_whole_and_errors_refused() {
+        let mut ok = BufReader::new(&b"*2\r\n$3\r\nabc\r\n$-1\r\n+OK\r\n"[..]);
+        read_reply(&mut ok).expect("array");
+        read_reply(&mut ok).expect("status");
+        let mut err = BufReader::new(&b"-ERR no\r\n"[..]);
+        assert!(read_reply(&mut err).is_err());
+    }
+}
