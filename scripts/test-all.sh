@@ -58,6 +58,7 @@ stage deb-install ./tests/e2e/deb-install.sh
 stage sshd ./tests/e2e/sshd.sh
 stage fleet-sshd ./tests/e2e/fleet-sshd.sh
 stage valgrind ./tests/e2e/valgrind.sh
+stage bench-smoke ./tests/e2e/bench-smoke.sh
 stage demo ./tests/e2e/demo.sh
 
 # Test counts from cargo's own result lines, for the summary.
