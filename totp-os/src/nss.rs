@@ -676,16 +676,6 @@ impl GroupLists {
         )
     }
 
-    /// The list `question` needed, if it was asked and answered: nothing is asked here.
-    pub fn asked(&self, question: Question) -> Option<&AccountList> {
-        match question {
-            Question::IsMember => self.glibc.get(),
-            Question::MemberOrNot => self.every_source.get(),
-        }?
-        .as_ref()
-        .ok()
-    }
-
     /// [`GroupLists::of`] over other lookups (the module's, which fault tests replace):
     /// `glibc` gives `getgrouplist`'s answer, `every_source` completes it as
     /// [`GroupSources::complete_list`] does. Neither is called twice, nor
@@ -1090,16 +1080,17 @@ mod tests {
             ask(Question::IsMember).map(|l| l.list.gids),
             Ok(vec![100, 7])
         );
-        assert_eq!(lists.asked(Question::MemberOrNot), None);
+        // A membership asks no source.
+        assert_eq!((asked.0.get(), asked.1.get()), (1, 0));
         let every = ask(Question::MemberOrNot).expect("every source");
         assert_eq!(
             (every.list.complete, every.errno, every.source.as_deref()),
             (false, libc::EHOSTUNREACH, Some("ldap"))
         );
-        ask(Question::MemberOrNot).expect("again");
+        // Asked again, the kept answers, nothing asked anew.
+        assert_eq!(ask(Question::MemberOrNot), Ok(every.clone()));
         ask(Question::IsMember).expect("again");
         assert_eq!((asked.0.get(), asked.1.get()), (1, 1));
-        assert_eq!(lists.asked(Question::MemberOrNot), Some(&every));
 
         let short = GroupLists::new();
         let got = short.with(
@@ -1121,7 +1112,14 @@ mod tests {
             failed.with(Question::IsMember, || Ok(ids(&[1], true)), Ok),
             Err(&err)
         );
-        assert_eq!(failed.asked(Question::IsMember), None);
+        assert_eq!(
+            failed.with(
+                Question::MemberOrNot,
+                || panic!("a failure is not asked again"),
+                |_| panic!("a failed list is not completed"),
+            ),
+            Err(&err)
+        );
     }
 
     /// Root's groups are never asked; another account's list is, and a short one is
