@@ -1011,46 +1011,45 @@ struct WireFloors {
 }
 
 fn wire_floors(b: &Bench) -> Result<WireFloors, String> {
-    let budget = b.opts.budget;
-    let both = |mut one: Box<dyn FnMut(wire::Trips) -> Result<(), String> + '_>,
-                flush: &dyn Fn() -> Result<(), String>|
-     -> Result<[Vec<Duration>; 2], String> {
-        let two = wire::measure(budget, flush, || one(wire::Trips::Two))?;
-        let single = wire::measure(budget, flush, || one(wire::Trips::One))?;
-        Ok([two, single])
-    };
     let redis = match &b.redis {
         Some(r) if b.opts.wants("redis-right") => {
-            let port = r.port();
-            Some(both(
-                Box::new(move |trips| {
-                    wire::redis_once(port, totp_core::fleet::DEFAULT_PREFIX, USER, trips)
-                        .map_err(|e| format!("Redis alone: {e}"))
-                }),
-                &|| r.flush(),
+            let wire = wire::RedisWire::new(r.port(), totp_core::fleet::DEFAULT_PREFIX, USER);
+            Some(wire_floor(
+                b.opts.budget,
+                || r.flush(),
+                |trips| wire.once(trips).map_err(|e| format!("Redis alone: {e}")),
             )?)
         }
         _ => None,
     };
     let etcd = match &b.etcd {
         Some(e) if b.opts.wants("etcd-right") => {
-            let port = e.first_member();
-            Some(both(
-                Box::new(move |trips| {
-                    wire::etcd_once(
-                        port,
-                        totp_core::fleet::etcd::DEFAULT_ETCD_PREFIX,
-                        USER,
-                        trips,
-                    )
-                    .map_err(|e| format!("etcd alone: {e}"))
-                }),
-                &|| e.flush(),
+            let wire = wire::EtcdWire::new(
+                e.first_member(),
+                totp_core::fleet::etcd::DEFAULT_ETCD_PREFIX,
+                USER,
+            );
+            Some(wire_floor(
+                b.opts.budget,
+                || e.flush(),
+                |trips| wire.once(trips).map_err(|e| format!("etcd alone: {e}")),
             )?)
         }
         _ => None,
     };
     Ok(WireFloors { redis, etcd })
+}
+
+/// One store alone in two round trips, then in one, each after `flush`.
+fn wire_floor(
+    budget: Duration,
+    flush: impl Fn() -> Result<(), String>,
+    one: impl Fn(wire::Trips) -> Result<(), String>,
+) -> Result<[Vec<Duration>; 2], String> {
+    Ok([
+        wire::measure(budget, &flush, || one(wire::Trips::Two))?,
+        wire::measure(budget, &flush, || one(wire::Trips::One))?,
+    ])
 }
 
 fn print_wire_floors(w: &WireFloors) {

@@ -14,6 +14,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+
 /// Fewest iterations of a floor, however short the budget.
 const MIN_ITERATIONS: usize = 50;
 
@@ -103,60 +106,57 @@ pub enum Trips {
     One,
 }
 
-/// One login's Redis wire work against the server on `port` (keys under `prefix`).
-pub fn redis_once(port: u16, prefix: &str, user: &str, trips: Trips) -> Result<(), String> {
-    let store = format!("{prefix}store");
-    let record = format!("{prefix}user:{user}");
-    let scratch = format!("{prefix}bench-wire");
-    let mut s = connect(port)?;
-    let mut r = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
-    let open = [
-        resp(&["INFO"]),
-        resp(&["HMGET", &store, "v", "i", "f"]),
-        resp(&["HMGET", &record, "v", "r"]),
-    ]
-    .concat();
-    // A record of the size a real one has (a few hundred bytes of text).
-    let value = "x".repeat(200);
-    let cas = resp(&["EVAL", REDIS_CAS, "2", &scratch, &store, "1", &value]);
-    if trips == Trips::One {
-        s.write_all([open, cas].concat().as_bytes())
-            .map_err(|e| format!("write: {e}"))?;
-        for _ in 0..4 {
-            read_reply(&mut r)?;
-        }
-        return Ok(());
-    }
-    s.write_all(open.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-    for _ in 0..3 {
-        read_reply(&mut r)?;
-    }
-    s.write_all(cas.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-    read_reply(&mut r)
+/// A record of the size a real one has (a few hundred bytes of text).
+const RECORD_BYTES: usize = 200;
+
+/// One login's Redis wire work against the server on `port`, its commands built once
+/// (keys under `prefix`), so that an iteration times the wire alone.
+pub struct RedisWire {
+    port: u16,
+    /// `INFO` and the two `HMGET`s of the open.
+    open: String,
+    cas: String,
+    /// Both in one write, for one round trip.
+    together: String,
 }
 
-/// Standard base64 (the gateway's encoding of keys and values).
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
+impl RedisWire {
+    pub fn new(port: u16, prefix: &str, user: &str) -> RedisWire {
+        let store = format!("{prefix}store");
+        let record = format!("{prefix}user:{user}");
+        let scratch = format!("{prefix}bench-wire");
+        let value = "x".repeat(RECORD_BYTES);
+        let open = [
+            resp(&["INFO"]),
+            resp(&["HMGET", &store, "v", "i", "f"]),
+            resp(&["HMGET", &record, "v", "r"]),
+        ]
+        .concat();
+        let cas = resp(&["EVAL", REDIS_CAS, "2", &scratch, &store, "1", &value]);
+        RedisWire {
+            port,
+            together: [open.as_str(), cas.as_str()].concat(),
+            open,
+            cas,
         }
     }
-    out
+
+    pub fn once(&self, trips: Trips) -> Result<(), String> {
+        let mut s = connect(self.port)?;
+        let mut r = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+        let writes: &[(&str, usize)] = match trips {
+            Trips::Two => &[(&self.open, 3), (&self.cas, 1)],
+            Trips::One => &[(&self.together, 4)],
+        };
+        for (commands, replies) in writes {
+            s.write_all(commands.as_bytes())
+                .map_err(|e| format!("write: {e}"))?;
+            for _ in 0..*replies {
+                read_reply(&mut r)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One HTTP/1.1 POST on a kept-alive connection; the reply's status must be 200.
@@ -212,47 +212,52 @@ fn post(
     skip(length.ok_or_else(|| format!("{path}: no length"))?, r)
 }
 
-/// One login's etcd wire work against the member on `port` (keys under `prefix`); with
-/// one trip, the compare-and-put alone (the records read in its failure branch).
-pub fn etcd_once(port: u16, prefix: &str, user: &str, trips: Trips) -> Result<(), String> {
-    let store = base64(format!("{prefix}store").as_bytes());
-    let record = base64(format!("{prefix}user:{user}").as_bytes());
-    let scratch = base64(format!("{prefix}bench-wire").as_bytes());
-    let mut s = connect(port)?;
-    let mut r = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
-    let ranges = format!(
-        r#"[{{"request_range":{{"key":"{store}"}}}},{{"request_range":{{"key":"{record}"}}}}]"#
-    );
-    if trips == Trips::Two {
-        post(
-            &mut s,
-            &mut r,
+/// One login's etcd wire work against the member on `port`, its request bodies built
+/// once (keys under `prefix`); with one trip, the compare-and-put alone (the records
+/// read in its failure branch).
+pub struct EtcdWire {
+    port: u16,
+    /// The open's linearizable read of both records.
+    read: String,
+    cas: String,
+}
+
+impl EtcdWire {
+    pub fn new(port: u16, prefix: &str, user: &str) -> EtcdWire {
+        let key = |name: &str| B64.encode(format!("{prefix}{name}"));
+        let (store, record, scratch) = (
+            key("store"),
+            key(&format!("user:{user}")),
+            key("bench-wire"),
+        );
+        let ranges = format!(
+            r#"[{{"request_range":{{"key":"{store}"}}}},{{"request_range":{{"key":"{record}"}}}}]"#
+        );
+        // Compared as the plugin compares (a record's mod_revision), but with a
+        // comparison that always holds, so that every iteration writes.
+        let value = B64.encode("x".repeat(RECORD_BYTES));
+        EtcdWire {
             port,
-            "/v3/kv/txn",
-            &format!(r#"{{"success":{ranges}}}"#),
-        )?;
+            read: format!(r#"{{"success":{ranges}}}"#),
+            cas: format!(
+                r#"{{"compare":[{{"key":"{scratch}","target":"MOD","result":"LESS","mod_revision":"4611686018427387904"}}],"success":[{{"request_put":{{"key":"{scratch}","value":"{value}"}}}}],"failure":{ranges}}}"#
+            ),
+        }
     }
-    // Compared as the plugin compares (a record's mod_revision), but with a comparison
-    // that always holds, so that every iteration writes.
-    let value = base64("x".repeat(200).as_bytes());
-    let cas = format!(
-        r#"{{"compare":[{{"key":"{scratch}","target":"MOD","result":"LESS","mod_revision":"4611686018427387904"}}],"success":[{{"request_put":{{"key":"{scratch}","value":"{value}"}}}}],"failure":{ranges}}}"#
-    );
-    post(&mut s, &mut r, port, "/v3/kv/txn", &cas)
+
+    pub fn once(&self, trips: Trips) -> Result<(), String> {
+        let mut s = connect(self.port)?;
+        let mut r = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+        if trips == Trips::Two {
+            post(&mut s, &mut r, self.port, "/v3/kv/txn", &self.read)?;
+        }
+        post(&mut s, &mut r, self.port, "/v3/kv/txn", &self.cas)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_pads_as_the_standard_says() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-    }
 
     #[test]
     fn replies_are_read_whole_and_errors_refused() {
