@@ -6,7 +6,7 @@
 
 use std::error::Error;
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 
 use openssl::ssl::{HandshakeError, SslContext, SslStream};
 use ureq::unversioned::transport::{
@@ -123,11 +123,19 @@ impl<In: Transport> Connector<In> for OpensslConnector {
                 let ended = pam_totp_tls::connection_ended(&mid);
                 // A timeout or a reset below TLS stays what it was (an outage), and so
                 // does a close without an alert (a server going down, a proxy with none
-                // behind it).
+                // behind it). A reset is named as the close is, and as the Redis plugin
+                // names both: which of the two a peer closing at once gives depends on
+                // whether the hello was read.
                 return Err(match mid.into_error().into_io_error() {
-                    Ok(io) => ureq::Error::from(io),
+                    Ok(io) if matches!(io.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
+                        ureq::Error::from(io)
+                    }
+                    Ok(io) => ureq::Error::from(std::io::Error::new(
+                        io.kind(),
+                        format!("TLS handshake: the connection ended ({io})"),
+                    )),
                     Err(_) if ended => ureq::Error::from(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
+                        ErrorKind::UnexpectedEof,
                         format!("TLS handshake: the connection ended ({why})"),
                     )),
                     Err(_) => failure(format!("TLS handshake: {why}")),
