@@ -1434,6 +1434,70 @@ pub(crate) mod tests {
         assert!(other.accept().is_err(), "the write went to another member");
     }
 
+    /// A member that ends the connection during the TLS handshake is an outage, logged as
+    /// the connection ending whether it closes (all of the client's hello read) or resets
+    /// (part of the hello left unread, so the close sends a reset): which of the two a
+    /// member going down gives depends on timing, and docs/fleet.md names both the same.
+    #[test]
+    fn a_member_ending_the_connection_during_the_handshake_is_an_outage_said_so() {
+        use std::io::Read;
+        for reset in [false, true] {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let server = std::thread::spawn(move || {
+                let Ok((mut tcp, _)) = listener.accept() else {
+                    return 0;
+                };
+                if reset {
+                    tcp.read(&mut [0u8; 8]).unwrap_or(0)
+                } else {
+                    // The hello's record header gives its length: read exactly all of it.
+                    let mut head = [0u8; 5];
+                    tcp.read_exact(&mut head).expect("record header");
+                    let mut rest = vec![0u8; usize::from(u16::from_be_bytes([head[3], head[4]]))];
+                    tcp.read_exact(&mut rest).expect("hello");
+                    5 + rest.len()
+                }
+            });
+            let d = Duration::from_secs(5);
+            let ca = self_signed_pem();
+            let mut c = Client::new(
+                &format!("etcds://127.0.0.1:{port}"),
+                Some(&ca),
+                None,
+                None,
+                d,
+                d,
+            )
+            .expect("client");
+            let f = c
+                .call(RANGE, &json!({}), Retry::Idempotent)
+                .expect_err("ended");
+            assert!(
+                server.join().expect("server") > 0,
+                "the hello reached the member"
+            );
+            assert_eq!(
+                f.status,
+                Status::Unavailable,
+                "reset {reset}: {}",
+                f.message
+            );
+            assert!(
+                f.message.contains("TLS handshake: the connection ended ("),
+                "reset {reset}: {}",
+                f.message
+            );
+            // The reason below TLS is kept in the parentheses: a reset says so.
+            assert_eq!(
+                f.message.to_ascii_lowercase().contains("reset"),
+                reset,
+                "{}",
+                f.message
+            );
+        }
+    }
+
     /// A member that resets the connection once the request reached it may have taken
     /// the write: an outage, and the write is not sent to another member (only a
     /// connection never made is). Control: a read goes on to the next member.
