@@ -128,7 +128,25 @@ pub(super) struct Case {
     pub(super) primed: usize,
 }
 
+/// The shared store a row's logins use, if any.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Shared {
+    None,
+    Redis,
+    Etcd,
+}
+
 impl Case {
+    pub(super) fn shared(&self) -> Shared {
+        if self.key.starts_with("redis-") {
+            Shared::Redis
+        } else if self.key.starts_with("etcd-") {
+            Shared::Etcd
+        } else {
+            Shared::None
+        }
+    }
+
     pub(super) fn median_us(&self) -> Option<f64> {
         percentile(&self.samples, 50)
     }

@@ -4,11 +4,14 @@
 //! iterations so every right code is fresh.
 
 use std::fs;
+use std::io::BufReader;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::wire;
 
 const MEMBERS: usize = 3;
 /// `--tmpfs-etcd`: each member preallocates a 64 MB write-ahead log segment, and its
@@ -158,15 +161,49 @@ impl BenchEtcd {
         )
     }
 
-    /// Forgets the benchmarked user's record (the store's record stays, as on a fleet).
+    /// Forgets the benchmarked user's record (the store's record stays, as on a fleet),
+    /// then waits until every member has applied the deletion, so that a login finds
+    /// the cluster idle, as a sparse login does. Through the gateway from this process:
+    /// `etcdctl` forked the bench (its environment is cleared, so no `posix_spawn`),
+    /// and the copy-on-write faults that left behind fell in the next timed login.
     pub fn flush(&self) -> Result<(), String> {
-        let key = format!(
+        use base64::Engine;
+        let key = base64::engine::general_purpose::STANDARD.encode(format!(
             "{}user:{}",
             totp_core::fleet::etcd::DEFAULT_ETCD_PREFIX,
             crate::USER
-        );
-        self.ctl(&["del", &key])
+        ));
+        let ask = |port: u16, path: &str, body: &str| -> Result<u64, String> {
+            let mut s = wire::connect(port)?;
+            let mut r = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+            let reply = wire::post(&mut s, &mut r, port, path, body)?;
+            header_revision(&reply).ok_or_else(|| format!("{path}: no revision in the reply"))
+        };
+        let deleted = ask(
+            self.clients[0],
+            "/v3/kv/deleterange",
+            &format!(r#"{{"key":"{key}"}}"#),
+        )?;
+        let serializable = format!(r#"{{"key":"{key}","serializable":true}}"#);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for &port in &self.clients {
+            while ask(port, "/v3/kv/range", &serializable)? < deleted {
+                if Instant::now() > deadline {
+                    return Err(format!("member on port {port} did not apply the deletion"));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        Ok(())
     }
+}
+
+/// The `revision` of a gateway reply's header (a decimal string).
+fn header_revision(reply: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(reply).ok()?;
+    let at = text.find("\"revision\":\"")? + "\"revision\":\"".len();
+    let digits = &text[at..];
+    digits[..digits.find('"')?].parse().ok()
 }
 
 impl Drop for BenchEtcd {
@@ -175,5 +212,20 @@ impl Drop for BenchEtcd {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_revision;
+
+    #[test]
+    fn the_header_s_revision_is_read_and_not_a_key_s() {
+        let range = br#"{"header":{"cluster_id":"1","member_id":"2","revision":"42","raft_term":"3"},"kvs":[{"key":"a","create_revision":"7","mod_revision":"9"}],"count":"1"}"#;
+        assert_eq!(header_revision(range), Some(42));
+        // Without the header's field, a key's mod_revision is not taken for it.
+        let headless = br#"{"kvs":[{"key":"a","mod_revision":"9"}]}"#;
+        assert_eq!(header_revision(headless), None);
+        assert_eq!(header_revision(br#"{"header":{"revision":"x"}}"#), None);
     }
 }

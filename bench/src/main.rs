@@ -498,13 +498,19 @@ impl Bench {
             .update(uid, &mut |_| Write::Durable(record.clone()))
             .map_err(|e| format!("reset pam_totp's state record: {e}"))?;
         self.rewrite_samples.push(t0.elapsed());
-        if let Some(r) = &self.redis {
-            r.flush()?;
-        }
-        if let Some(e) = &self.etcd {
-            e.flush()?;
-        }
         Ok(())
+    }
+
+    /// Deletes the benchmarked user's record in the shared store a row uses, so that
+    /// each of its right codes is fresh there too. Only that row's store: a local row
+    /// runs with both servers left alone, as on a host that uses neither.
+    fn flush_shared(&self, shared: Shared) -> Result<(), String> {
+        match (shared, &self.redis, &self.etcd) {
+            (Shared::Redis, Some(r), _) => r.flush(),
+            (Shared::Etcd, _, Some(e)) => e.flush(),
+            (Shared::None, _, _) => Ok(()),
+            _ => Err("a shared-store row without its server".into()),
+        }
     }
 
     fn totp_now(&self) -> String {
@@ -529,6 +535,9 @@ impl Bench {
                 break;
             }
             self.refresh(case.who, case.refresh)?;
+            if case.refresh != Refresh::Keep {
+                self.flush_shared(case.shared())?;
+            }
             let (dt, rc, prompts) = match case.process {
                 Process::Bench => {
                     let conv = Scripted::texts(self.answer(&case.answer));

@@ -23,8 +23,7 @@ const MIN_ITERATIONS: usize = 50;
 /// Runs `one` until `budget` has passed (at least [`MIN_ITERATIONS`] times) and returns
 /// each run's time; the first run (a cold server path) is left out. `before` runs
 /// untimed ahead of each, as the row's flush runs ahead of each login: the server is
-/// then as busy, or as idle, when the floor's requests arrive as when a login's do
-/// (back to back, etcd answered a third faster than after the flush's `etcdctl`).
+/// then as busy, or as idle, when the floor's requests arrive as when a login's do.
 pub fn measure(
     budget: Duration,
     mut before: impl FnMut() -> Result<(), String>,
@@ -43,7 +42,7 @@ pub fn measure(
     Ok(samples)
 }
 
-fn connect(port: u16) -> Result<TcpStream, String> {
+pub fn connect(port: u16) -> Result<TcpStream, String> {
     let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
@@ -159,14 +158,15 @@ impl RedisWire {
     }
 }
 
-/// One HTTP/1.1 POST on a kept-alive connection; the reply's status must be 200.
-fn post(
+/// One HTTP/1.1 POST on a kept-alive connection; the reply's status must be 200. The
+/// reply's body (the chunks joined).
+pub fn post(
     s: &mut TcpStream,
     r: &mut impl BufRead,
     port: u16,
     path: &str,
     body: &str,
-) -> Result<(), String> {
+) -> Result<Vec<u8>, String> {
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\n\r\n{body}",
@@ -193,9 +193,12 @@ fn post(
             chunked = true;
         }
     }
-    let skip = |n: usize, r: &mut dyn BufRead| -> Result<(), String> {
-        let mut data = vec![0u8; n];
-        r.read_exact(&mut data).map_err(|e| format!("read: {e}"))
+    let mut reply = Vec::new();
+    let mut take = |n: usize, r: &mut dyn BufRead| -> Result<(), String> {
+        let start = reply.len();
+        reply.resize(start + n, 0);
+        r.read_exact(&mut reply[start..])
+            .map_err(|e| format!("read: {e}"))
     };
     if chunked {
         loop {
@@ -203,13 +206,16 @@ fn post(
             r.read_line(&mut size).map_err(|e| format!("read: {e}"))?;
             let n = usize::from_str_radix(size.trim_end(), 16)
                 .map_err(|_| format!("{path}: bad chunk size {size:?}"))?;
-            skip(n + 2, r)?;
+            take(n, r)?;
+            let mut end = [0u8; 2];
+            r.read_exact(&mut end).map_err(|e| format!("read: {e}"))?;
             if n == 0 {
-                return Ok(());
+                return Ok(reply);
             }
         }
     }
-    skip(length.ok_or_else(|| format!("{path}: no length"))?, r)
+    take(length.ok_or_else(|| format!("{path}: no length"))?, r)?;
+    Ok(reply)
 }
 
 /// One login's etcd wire work against the member on `port`, its request bodies built
@@ -251,7 +257,7 @@ impl EtcdWire {
         if trips == Trips::Two {
             post(&mut s, &mut r, self.port, "/v3/kv/txn", &self.read)?;
         }
-        post(&mut s, &mut r, self.port, "/v3/kv/txn", &self.cas)
+        post(&mut s, &mut r, self.port, "/v3/kv/txn", &self.cas).map(drop)
     }
 }
 
