@@ -3,7 +3,8 @@
 # of the right-code rows (the local store, Redis and etcd it starts itself, in process
 # and in a fresh process per login), the stores alone (bench/src/wire.rs, two round
 # trips and one) and the goal lines with their ratios. Figures are not judged (timing
-# goals belong to `make bench`); that each is printed, as a number, is.
+# goals belong to `make bench`); that each is printed, as a number, is, and that the
+# shared stores' rows leave the page faults of the others alone.
 #
 #   sudo ./tests/e2e/bench-smoke.sh
 #
