@@ -27,6 +27,13 @@ use zeroize::{Zeroize, Zeroizing};
 const MAX_BODY: u64 = 64 * 1024;
 /// Largest reply header block.
 const MAX_HEADER: usize = 16 * 1024;
+/// Each connection's buffers (the TLS link's too). ureq's defaults, 128 KiB each way,
+/// were zero-filled at every login's connection: a fifth of the instructions of a login
+/// through etcd (docs/performance.md). The input buffer holds a whole reply header block
+/// with room to spare; the body streams through it. The output holds a request's head
+/// (the token is its longest line); the body streams through it.
+const INPUT_BUFFER: usize = 2 * MAX_HEADER;
+const OUTPUT_BUFFER: usize = 16 * 1024;
 
 /// A member's host name without an address: nothing was sent to it.
 #[derive(Debug)]
@@ -214,6 +221,8 @@ impl Client {
             .timeout_resolve(Some(connect))
             .timeout_global(Some(command))
             .max_response_header_size(MAX_HEADER)
+            .input_buffer_size(INPUT_BUFFER)
+            .output_buffer_size(OUTPUT_BUFFER)
             .user_agent("pam_totp")
             .build();
         let tcp = ().chain(TcpConnector::default());
@@ -1265,6 +1274,22 @@ pub(crate) mod tests {
             assert_eq!(f.status, Status::Corrupt, "{what}: {}", f.message);
         }
         finish(port, server);
+        // The buffers are smaller than ureq's defaults: a request body larger than the
+        // output buffer, and a reply larger than the input buffer, pass through whole.
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (port, server) =
+            scripted_with_bodies(vec![ok(&body(2 * INPUT_BUFFER))], Some(bodies.clone()));
+        let mut c = client(&[port], None);
+        let pad = "y".repeat(3 * OUTPUT_BUFFER);
+        let reply = c
+            .call(RANGE, &json!({ "pad": pad }), Retry::Idempotent)
+            .expect("both larger than their buffers");
+        assert_eq!(
+            reply["v"].as_str().map(str::len),
+            Some(2 * INPUT_BUFFER - 8)
+        );
+        finish(port, server);
+        assert_eq!(*bodies.lock().expect("bodies"), [json!({ "pad": pad })]);
     }
 
     /// A member's name the module's resolver could not look up in time is an outage
