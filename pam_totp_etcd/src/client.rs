@@ -1361,6 +1361,21 @@ pub(crate) mod tests {
         }
     }
 
+    /// A client of the one `etcds://` member on `port`, trusting a CA of its own: the
+    /// member's certificate (if it gets as far as showing one) is not trusted.
+    fn tls_client(port: u16) -> Client {
+        let d = Duration::from_secs(5);
+        Client::new(
+            &format!("etcds://127.0.0.1:{port}"),
+            Some(&self_signed_pem()),
+            None,
+            None,
+            d,
+            d,
+        )
+        .expect("client")
+    }
+
     /// A member whose certificate this host does not trust is a refusal to trust (no
     /// `state_fallback=`), not an outage.
     #[test]
@@ -1376,18 +1391,7 @@ pub(crate) mod tests {
                 let _ = Ssl::new(&sctx).expect("ssl").accept(tcp);
             }
         });
-        let d = Duration::from_secs(5);
-        let ca = self_signed_pem();
-        let mut c = Client::new(
-            &format!("etcds://127.0.0.1:{port}"),
-            Some(&ca),
-            None,
-            None,
-            d,
-            d,
-        )
-        .expect("client");
-        let f = c
+        let f = tls_client(port)
             .call(RANGE, &json!({}), Retry::NotDelivered)
             .expect_err("untrusted");
         assert_eq!(f.status, Status::Refused, "{}", f.message);
@@ -1484,18 +1488,7 @@ pub(crate) mod tests {
                     5 + rest.len()
                 }
             });
-            let d = Duration::from_secs(5);
-            let ca = self_signed_pem();
-            let mut c = Client::new(
-                &format!("etcds://127.0.0.1:{port}"),
-                Some(&ca),
-                None,
-                None,
-                d,
-                d,
-            )
-            .expect("client");
-            let f = c
+            let f = tls_client(port)
                 .call(RANGE, &json!({}), Retry::Idempotent)
                 .expect_err("ended");
             assert!(
