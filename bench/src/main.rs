@@ -405,13 +405,13 @@ impl Bench {
             redis,
             etcd,
         };
-        b.refresh(Who::Root, Refresh::Fresh)?;
+        b.refresh(Who::Root, Refresh::Fresh, Shared::None)?;
         if b.normal.is_some() {
             b.capture_steady_record()?;
             // Both of the normal user's files exist from the start, so that a case that
             // never refreshes (hammering) finds them when it runs alone (--only).
-            b.refresh(Who::Store, Refresh::Fresh)?;
-            b.refresh(Who::Home, Refresh::Fresh)?;
+            b.refresh(Who::Store, Refresh::Fresh, Shared::None)?;
+            b.refresh(Who::Home, Refresh::Fresh, Shared::None)?;
         }
         Ok(b)
     }
@@ -420,7 +420,7 @@ impl Bench {
     /// back by three steps, is what every steady-state iteration starts from.
     fn capture_steady_record(&mut self) -> Result<(), String> {
         use totp_core::state::StateStore;
-        self.refresh(Who::Store, Refresh::Fresh)?;
+        self.refresh(Who::Store, Refresh::Fresh, Shared::None)?;
         let conv = Scripted::texts([self.totp_now()]);
         let (rc, _) = authenticate_once(&self.confdir, "totp-store", user::NAME, Box::new(conv))
             .map_err(|e| format!("totp-store: {e}"))?;
@@ -448,7 +448,9 @@ impl Bench {
         Ok(())
     }
 
-    fn refresh(&mut self, who: Who, kind: Refresh) -> Result<(), String> {
+    /// Rewrites what a row's logins start from (untimed), in the row's shared store too
+    /// (see [`Bench::flush_shared`]).
+    fn refresh(&mut self, who: Who, kind: Refresh, shared: Shared) -> Result<(), String> {
         use totp_core::state::{StateStore, UserState, Write};
         if kind == Refresh::Keep {
             return Ok(());
@@ -498,7 +500,7 @@ impl Bench {
             .update(uid, &mut |_| Write::Durable(record.clone()))
             .map_err(|e| format!("reset pam_totp's state record: {e}"))?;
         self.rewrite_samples.push(t0.elapsed());
-        Ok(())
+        self.flush_shared(shared)
     }
 
     /// Deletes the benchmarked user's record in the shared store a row uses, so that
@@ -534,10 +536,7 @@ impl Bench {
             if Instant::now() >= deadline {
                 break;
             }
-            self.refresh(case.who, case.refresh)?;
-            if case.refresh != Refresh::Keep {
-                self.flush_shared(case.shared())?;
-            }
+            self.refresh(case.who, case.refresh, case.shared())?;
             let (dt, rc, prompts) = match case.process {
                 Process::Bench => {
                     let conv = Scripted::texts(self.answer(&case.answer));
@@ -656,7 +655,7 @@ struct Mem {
 }
 
 fn memory_of(b: &mut Bench, service: &str, needle: &str, answer: &Answer) -> Result<Mem, String> {
-    b.refresh(Who::Root, Refresh::Fresh)?;
+    b.refresh(Who::Root, Refresh::Fresh, Shared::None)?;
     let answer = b.answer(answer).pop().unwrap_or_else(|| "-".into());
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let out = Command::new(exe)
